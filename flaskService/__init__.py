@@ -1,0 +1,55 @@
+"""The digit recognition service: `create_app()` builds it; gunicorn runs `flaskService:create_app()`."""
+import json
+import logging
+from pathlib import Path
+
+from flask import Flask
+
+from . import api, config, errors, health, selfcheck
+from .predictor import Predictor
+
+log = logging.getLogger(__name__)
+
+
+class Readiness:
+    """Whether this worker should get traffic, and if not, why."""
+
+    def __init__(self):
+        self.ready = False
+        self.reason = "the model is loading"
+
+    def set(self, reason):
+        self.ready, self.reason = reason is None, reason
+
+
+def create_app(test_config=None):
+    """Defaults, then the environment, then `test_config`; the model is loaded and checked here,
+    once per worker, so a worker that exists can answer."""
+    app = Flask(__name__)
+    app.config.from_mapping(config.from_environment())
+    if test_config is not None:
+        app.config.from_mapping(test_config)
+    errors.register(app)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(health.bp)
+
+    readiness = app.extensions["readiness"] = Readiness()
+    # Tests hand in one predictor for the whole session instead of reloading the model per app.
+    predictor = app.config.get("PREDICTOR") or Predictor.from_path(
+        app.config["MODEL_PATH"], backend=app.config["INFERENCE_BACKEND"])
+    predictor.warm_up()
+    app.extensions["predictor"] = predictor
+    app.extensions["model_card"] = _model_card(app.config["MODEL_PATH"])
+    readiness.set(selfcheck.run(predictor))
+    if not readiness.ready:
+        log.error(readiness.reason)
+    return app
+
+
+def _model_card(model_path):
+    """The card that training wrote next to the model (model.json beside model.h5), if any."""
+    card = Path(model_path).with_suffix(".json")
+    try:
+        return json.loads(card.read_text())
+    except (OSError, ValueError):
+        return {}

@@ -1,0 +1,58 @@
+"""The service's one settings object, read from the environment (Twelve-Factor III).
+
+Every setting has a documented default; a value that is present but wrong stops the process at
+startup with one line naming the variable, instead of failing on some later request.
+"""
+import os
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+class ConfigError(Exception):
+    """An environment variable holds a value the service cannot use."""
+
+
+def _positive_int(name, text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise ConfigError(f"{name} must be a positive integer, got {text!r}")
+    return value
+
+
+def _choice(*allowed):
+    def parse(name, text):
+        if text not in allowed:
+            raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {text!r}")
+        return text
+    return parse
+
+
+def _keys(name, text):
+    return tuple(key.strip() for key in text.split(",") if key.strip())
+
+
+# name: (default, parser, what it is) -- the README's configuration table is this table.
+SETTINGS = {
+    "MODEL_PATH": (str(PACKAGE_DIR / "model.h5"), lambda name, text: text,
+                   "Keras model to serve: .h5 (Keras 3 or Keras 2) or .keras"),
+    "MAX_CONTENT_LENGTH": (4 * 1024 * 1024, _positive_int, "largest request body, bytes (413 above)"),
+    "MAX_PIXELS": (16_000_000, _positive_int, "largest image, pixels (413 above)"),
+    "MAX_IMAGES": (256, _positive_int, "most images in one request (413 above)"),
+    "MAX_FORM_PARTS": (300, _positive_int, "most multipart parts in one request (413 above)"),
+    "INFERENCE_BACKEND": ("auto", _choice("auto", "litert", "keras"),
+                          "auto: LiteRT, falling back to Keras if the model cannot be converted"),
+    "API_KEYS": ((), _keys, "comma-separated keys; when set, /predict and V2 infer require one"),
+}
+
+
+def from_environment(environ=os.environ):
+    """The settings as a dict: defaults, overridden by whatever the environment sets."""
+    config = {}
+    for name, (default, parse, _) in SETTINGS.items():
+        text = environ.get(name)
+        config[name] = default if text is None or text == "" else parse(name, text)
+    return config

@@ -1,0 +1,81 @@
+"""The one model loader: a path to a .h5 (Keras 3 or Keras 2) or .keras file in, a Keras model out."""
+import json
+import zipfile
+from pathlib import Path
+
+import h5py
+
+
+class ModelLoadError(Exception):
+    """The model file is missing, unreadable or not a digit classifier; the message says which."""
+
+
+INPUT_SHAPE = (28, 28, 1)
+NUM_CLASSES = 10
+
+
+def load_model(path):
+    """Load a classifier taking (N, 28, 28, 1) float32 in [0, 1] and returning (N, 10) probabilities."""
+    import keras  # here, not at the top: gunicorn's master checks the file without loading TensorFlow
+
+    path = check_model_file(path)
+    try:
+        if path.suffix == ".h5" and _saved_by_keras2(path):
+            model = _load_keras2_h5(path)
+        else:
+            model = keras.models.load_model(path, compile=False)
+    except Exception as e:  # h5py, zipfile and Keras each raise their own types for a bad file
+        raise ModelLoadError(f"cannot load model {path}: {_first_line(e)}") from None
+    if tuple(model.input_shape[1:]) != INPUT_SHAPE or model.output_shape[-1] != NUM_CLASSES:
+        raise ModelLoadError(
+            f"{path} takes {model.input_shape} and returns {model.output_shape}; "
+            f"expected (None, 28, 28, 1) -> (None, 10)"
+        )
+    return model
+
+
+def check_model_file(path):
+    """Fail fast, without TensorFlow, if `path` is not a readable .h5 or .keras model file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"model file not found: {path} (set MODEL_PATH)")
+    try:
+        if path.suffix == ".keras":
+            with zipfile.ZipFile(path) as archive:
+                archive.getinfo("config.json")
+        else:
+            with h5py.File(path, "r") as f:
+                if "model_config" not in f.attrs:
+                    raise ValueError("an HDF5 file without a model in it (weights only?)")
+    except Exception as e:
+        raise ModelLoadError(f"cannot read model {path}: {_first_line(e)}") from None
+    return path
+
+
+def _saved_by_keras2(path):
+    with h5py.File(path, "r") as f:
+        version = f.attrs.get("keras_version", b"")
+    version = version.decode() if isinstance(version, bytes) else str(version)
+    return version.startswith(("1.", "2."))
+
+
+def _load_keras2_h5(path):
+    """Keras 3 misreads Keras 2's `batch_input_shape` as an input shape (adding a second batch axis
+    and failing with "Kernel shape must have the same length as input"), so rebuild the model from
+    its config with an explicit InputLayer, then load the weights by layer name."""
+    from keras.src.legacy.saving import legacy_h5_format, saving_utils
+
+    with h5py.File(path, "r") as f:
+        config = json.loads(f.attrs["model_config"])
+        if config["class_name"] == "Sequential":
+            layers = config["config"]["layers"]
+            batch_shape = layers[0]["config"].pop("batch_input_shape", None)
+            if batch_shape is not None:
+                layers.insert(0, {"class_name": "InputLayer", "config": {"batch_shape": batch_shape}})
+        model = saving_utils.model_from_config(config)
+        legacy_h5_format.load_weights_from_hdf5_group(f["model_weights"], model)
+    return model
+
+
+def _first_line(error):
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]

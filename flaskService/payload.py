@@ -1,0 +1,141 @@
+"""A /predict request -> the list of 28x28 arrays it holds, whatever form the client sent them in.
+
+Accepted: multipart files or data-URL/base64 text fields (`image`, or `file` as the original page
+sent), a raw image body, or JSON (`image`, `images`, `pixels`). Anything else is a clear 4xx.
+"""
+import base64
+import binascii
+import json
+import re
+
+import numpy as np
+
+from . import preprocess
+from .errors import ApiError
+
+IMAGE_TYPES = {"image/png", "image/jpeg", "image/jpg", "image/gif", "image/bmp", "image/x-ms-bmp", "image/webp"}
+FIELDS = ("image", "file")
+_DATA_URL = re.compile(r"data:([^;,]*)(;[^,]*)?,", re.IGNORECASE)
+
+
+class Payload:
+    """The images of one request: `arrays` (28x28 float32 each) and whether the client sent a list."""
+
+    def __init__(self, arrays, is_list):
+        self.arrays = arrays
+        self.is_list = is_list
+
+
+def read(request, max_images, max_pixels):
+    """Parse `request` into a Payload, or raise ApiError saying what is wrong with it."""
+    raw = request.args.get("preprocess", "auto")
+    if raw not in ("auto", "none"):
+        raise ApiError(400, "invalid_parameter", "preprocess must be 'auto' or 'none'.")
+    skip = raw == "none"
+    mimetype = request.mimetype
+    if mimetype in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        items, is_list = _from_form(request)
+    elif mimetype in IMAGE_TYPES:
+        items, is_list = [request.get_data()], False
+    elif mimetype == "application/json" or mimetype.endswith("+json"):
+        items, is_list = _from_json(request.get_data())
+    elif mimetype.startswith("image/"):
+        raise ApiError(415, "unsupported_image_format",
+                       f"{mimetype} is not supported; send PNG, JPEG, GIF, BMP or WebP.")
+    else:
+        raise ApiError(415, "unsupported_media_type",
+                       "Send an image (multipart field 'image', or a raw image/png|jpeg|gif|bmp|webp body) "
+                       "or JSON with 'image', 'images' or 'pixels'.")
+    if not items:
+        raise ApiError(400, "no_image", "The request holds no image.")
+    if len(items) > max_images:
+        raise ApiError(413, "too_many_images", f"{len(items)} images in one request; the limit is {max_images}.")
+    arrays = []
+    for index, item in enumerate(items):
+        try:
+            arrays.append(_to_array(item, skip, max_pixels))
+        except ApiError as e:
+            if is_list:
+                e.message = f"image {index}: {e.message}"
+            raise
+    return Payload(arrays, is_list)
+
+
+def _to_array(item, skip, max_pixels):
+    if isinstance(item, bytes):
+        if skip:
+            return _mnist_image(item, max_pixels)
+        return preprocess.preprocess_image(item, max_pixels)
+    return preprocess.pixels_to_array(item) if skip else preprocess.preprocess_pixels(item)
+
+
+def _mnist_image(data, max_pixels):
+    """preprocess=none on an encoded image: it must already be a 28x28 MNIST-style picture."""
+    image = preprocess.decode_image(data, max_pixels)
+    if image.size != (28, 28):
+        raise ApiError(400, "invalid_image", f"preprocess=none needs a 28x28 image; got {image.size[0]}x{image.size[1]}.")
+    return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+
+
+def _from_form(request):
+    files = [f for field in FIELDS for f in request.files.getlist(field)]
+    texts = [t for field in FIELDS for t in request.form.getlist(field)]
+    items = [f.read() for f in files] + [decode_base64(t) for t in texts]
+    return items, len(items) > 1
+
+
+def _from_json(body):
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than any real payload
+        raise ApiError(400, "invalid_json", "The body is not valid JSON.")
+    if not isinstance(document, dict):
+        raise ApiError(400, "invalid_json", "The JSON body must be an object with 'image', 'images' or 'pixels'.")
+    keys = [k for k in ("image", "images", "pixels") if k in document]
+    if len(keys) != 1:
+        raise ApiError(400, "invalid_json", "The JSON object needs exactly one of 'image', 'images' or 'pixels'.")
+    value = document[keys[0]]
+    if keys[0] == "image":
+        return [_image_string(value)], False
+    if keys[0] == "images":
+        if not isinstance(value, list):
+            raise ApiError(400, "invalid_json", "'images' must be a list of base64 strings or data URLs.")
+        return [_image_string(v) for v in value], True
+    # pixels: one 28x28 array, or a list of them (a 3-level nesting, or a list of flat 784s)
+    if _is_list_of_arrays(value):
+        return value, True
+    return [value], False
+
+
+def _is_list_of_arrays(value):
+    """[[...784 numbers], ...] or [[[28 numbers] x 28], ...] -- but not one 28x28x1 array."""
+    if not (isinstance(value, list) and value and isinstance(value[0], list) and value[0]):
+        return False
+    first = value[0][0]
+    return len(value[0]) == 784 or (isinstance(first, list) and len(first) != 1)
+
+
+def _image_string(value):
+    if not isinstance(value, str):
+        raise ApiError(400, "invalid_json", "An image in JSON must be a base64 string or a data URL.")
+    return decode_base64(value)
+
+
+def decode_base64(text):
+    """Base64 or a `data:image/...;base64,` URL -> bytes."""
+    match = _DATA_URL.match(text)
+    if match:
+        mediatype = match.group(1).lower()
+        if mediatype not in IMAGE_TYPES:
+            raise ApiError(415, "unsupported_media_type",
+                           f"The data URL holds {mediatype or 'no type'}; an image (PNG, JPEG, GIF, BMP, WebP) is expected.")
+        if "base64" not in (match.group(2) or "").lower():
+            raise ApiError(400, "invalid_base64", "The data URL must be base64-encoded (data:image/png;base64,...).")
+        text = text[match.end():]
+    # A "+" sent unescaped in a urlencoded form arrives as a space; base64 never holds spaces.
+    text = "".join(text.replace(" ", "+").split())
+    try:
+        return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_" if "-" in text or "_" in text else None,
+                                validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(400, "invalid_base64", "The image is not valid base64.")

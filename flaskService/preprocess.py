@@ -1,0 +1,249 @@
+"""Image bytes -> the 28x28 array the model reads, made the way MNIST itself was made.
+
+MNIST digits are white ink on black, their bounding box scaled (keeping aspect) to fit 20x20, then
+placed in a 28x28 field so that the centre of mass sits at the centre. People send dark ink on
+light paper, transparent canvases, coloured pens, photos with noise, digits in a corner, at any
+size. Each step below undoes one of those differences; the result is float32 in [0, 1].
+
+Pure functions: bytes or arrays in, numpy out. The service and the training script (for folders of
+images) both import this module, so what the model is trained on is what it is served.
+"""
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
+
+from .errors import ApiError
+
+SIZE = 28  # the model's input is SIZE x SIZE
+BOX = 20  # MNIST fits the digit's bounding box into BOX x BOX ...
+CENTRE = 14.0  # ... and puts its centre of mass here (measured on the MNIST training set)
+
+ALLOWED_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
+DEFAULT_MAX_PIXELS = 16_000_000
+
+# Photos are decoded at most this large on their longest side: the digit ends up 20 px tall, so
+# more pixels only cost time and memory (a 16 MP RGBA image is 256 MB as float32).
+WORK_SIZE = 640
+MIN_CONTRAST = 0.12  # below this, the image holds nothing that differs from its background
+DENOISE_MIN_SIDE = 64  # strokes in larger images are wide enough to survive a 3x3 median
+TRIM = 0.002  # share of the ink mass cut from each side when finding the digit's extent
+
+# Signatures of formats people try that we do not decode: answered 415, not "not an image".
+_OTHER_FORMATS = ((b"%PDF", "PDF"), (b"<svg", "SVG"), (b"<?xml", "SVG/XML"), (b"II*\x00", "TIFF"),
+                  (b"MM\x00*", "TIFF"))
+
+
+def preprocess_image(data, max_pixels=DEFAULT_MAX_PIXELS):
+    """Encoded image bytes -> (28, 28) float32 in [0, 1], white ink on black, MNIST-centred."""
+    return centre_like_mnist(ink_from_image(decode_image(data, max_pixels)))
+
+
+def preprocess_pixels(pixels):
+    """A 28x28 white-on-black array (0-255 or 0-1) -> the same array, MNIST-centred."""
+    return centre_like_mnist(pixels_to_array(pixels))
+
+
+def decode_image(data, max_pixels=DEFAULT_MAX_PIXELS):
+    """Bytes -> a loaded, upright Pillow image (first frame), or an ApiError saying what is wrong."""
+    if not data:
+        raise ApiError(400, "empty_image", "The image is empty (0 bytes).")
+    try:
+        # Pillow's decompression-bomb guard only warns below twice its limit; we refuse both.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ApiError(422, "decompression_bomb",
+                       "The image declares far more pixels than any digit needs; refused as a decompression bomb.")
+    except UnidentifiedImageError:
+        raise _unsupported(data) from None
+    except Exception:  # Pillow's header parsers raise all kinds of errors on hostile bytes
+        raise ApiError(400, "invalid_image", "The image could not be decoded; the file is corrupt.")
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ApiError(413, "too_many_pixels",
+                       f"The image is {width}x{height} = {width * height / 1e6:.1f} megapixels; "
+                       f"the limit is {max_pixels / 1e6:.0f} megapixels.")
+    try:
+        image.load()
+        return ImageOps.exif_transpose(image)
+    except Exception:
+        raise ApiError(400, "invalid_image",
+                       f"The {image.format} image could not be decoded; it is truncated or corrupt.")
+
+
+def _unsupported(data):
+    head = data[:256].lstrip().lower()
+    for magic, name in _OTHER_FORMATS:
+        if head.startswith(magic.lower()):
+            return ApiError(415, "unsupported_image_format",
+                            f"{name} images are not supported; send PNG, JPEG, GIF, BMP or WebP.")
+    try:
+        other = Image.open(io.BytesIO(data)).format  # a format Pillow knows but we do not serve
+    except Exception:
+        other = None
+    if other:
+        return ApiError(415, "unsupported_image_format",
+                        f"{other} images are not supported; send PNG, JPEG, GIF, BMP or WebP.")
+    return ApiError(400, "invalid_image", "The data is not an image (PNG, JPEG, GIF, BMP or WebP expected).")
+
+
+def ink_from_image(image):
+    """A decoded image -> (H, W) float32 ink in [0, 1] on 0, whatever its mode, colours or polarity."""
+    image = _common_mode(image)
+    if max(image.size) > WORK_SIZE:
+        image.thumbnail((WORK_SIZE, WORK_SIZE), Image.Resampling.BOX)
+    pixels = np.asarray(image, dtype=np.float32)
+    if image.mode != "F":
+        pixels = pixels / 255.0
+    if pixels.ndim == 2:
+        pixels = pixels[..., None]
+
+    colour, alpha = pixels, None
+    if image.mode in ("LA", "RGBA"):
+        colour, alpha = pixels[..., :-1], pixels[..., -1]
+    if alpha is not None and alpha.min() < 0.5:
+        opaque = alpha > 0.5
+        if opaque.mean() < 0.5:
+            # Strokes on a see-through canvas: whatever their colour, the ink is what is opaque.
+            return _normalise_ink(alpha)
+        # A picture with see-through margins: fill them with the picture's own paper colour.
+        paper = np.median(colour[opaque], axis=0)
+        colour = colour * alpha[..., None] + paper * (1.0 - alpha[..., None])
+
+    # Ink is whatever differs from the paper, so dark-on-light, light-on-dark and coloured pens
+    # all come out as bright ink on black, with no polarity guess to get wrong.
+    difference = np.abs(colour - _paper_colour(colour)).max(axis=2)
+    if min(difference.shape) >= DENOISE_MIN_SIDE:
+        difference = _median3(difference)
+    return _normalise_ink(difference)
+
+
+def _common_mode(image):
+    """Reduce Pillow's many modes to L, LA, RGB, RGBA or F (scaled to [0, 1])."""
+    mode = image.mode
+    if mode in ("I", "F") or mode.startswith("I;16"):
+        values = np.asarray(image, dtype=np.float32)
+        # 16-bit files arrive as I;16 or I; values above 255 can only be a 16-bit scale.
+        full_scale = 1.0 if mode == "F" and values.max() <= 1.0 else (65535.0 if values.max() > 255 else 255.0)
+        return Image.fromarray(np.clip(values / full_scale, 0.0, 1.0), "F")
+    transparent = image.has_transparency_data
+    grey = mode in ("1", "L", "LA", "La")
+    target = ("LA" if transparent else "L") if grey else ("RGBA" if transparent else "RGB")
+    return image if mode == target else image.convert(target)  # P, CMYK, YCbCr, RGBa, ...
+
+
+def _paper_colour(colour):
+    """The background colour: the median of the image's outer frame, which ink rarely fills."""
+    h, w = colour.shape[:2]
+    k = max(1, min(h, w) // 16)
+    frame = np.concatenate([colour[:k].reshape(-1, colour.shape[2]), colour[-k:].reshape(-1, colour.shape[2]),
+                            colour[:, :k].reshape(-1, colour.shape[2]), colour[:, -k:].reshape(-1, colour.shape[2])])
+    return np.median(frame, axis=0)
+
+
+def _median3(values):
+    """A 3x3 median removes salt noise and JPEG speckle without touching strokes 3 px or wider."""
+    image = Image.fromarray(np.round(values * 255).astype(np.uint8), "L").filter(ImageFilter.MedianFilter(3))
+    return np.asarray(image, dtype=np.float32) / 255.0
+
+
+def _normalise_ink(difference):
+    """Difference from the paper -> ink in [0, 1]: the background's noise floor to 0, solid ink to 1."""
+    levels = np.minimum(difference * 255.0, 255.0).astype(np.uint8)
+    histogram = np.bincount(levels.ravel(), minlength=256).astype(np.float64)
+    peak = np.flatnonzero(histogram)[-1] / 255.0
+    if peak < MIN_CONTRAST:
+        raise _blank()
+    threshold = _otsu(histogram)
+    below = np.cumsum(histogram[: threshold + 1])
+    # The paper's own noise: the level under which 99% of the background pixels lie, capped at half
+    # the ink threshold so the soft edges of strokes survive.
+    floor = min(np.searchsorted(below, 0.99 * below[-1]), threshold // 2) / 255.0
+    above = np.cumsum(histogram[threshold + 1:])
+    if above[-1] == 0:
+        raise _blank()
+    solid = (threshold + 1 + np.searchsorted(above, 0.9 * above[-1])) / 255.0
+    return np.clip((difference - floor) / max(solid - floor, 1e-3), 0.0, 1.0).astype(np.float32)
+
+
+def _otsu(histogram):
+    """The level that best splits the histogram into two classes (Otsu, 1979)."""
+    levels = np.arange(256)
+    weight = np.cumsum(histogram)
+    mass = np.cumsum(histogram * levels)
+    total, total_mass = weight[-1], mass[-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (total_mass * weight - total * mass) ** 2 / (weight * (total - weight))
+    return int(np.nanargmax(between[:-1]))
+
+
+def centre_like_mnist(ink):
+    """Ink (any size, white on black) -> 28x28: crop to the digit, fit 20x20, centre of mass at 14."""
+    rows = _extent(ink.sum(axis=1))
+    cols = _extent(ink.sum(axis=0))
+    if rows is None or cols is None:
+        raise _blank()
+    digit = ink[rows[0]:rows[1], cols[0]:cols[1]]
+    height, width = digit.shape
+    scale = BOX / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    if size != (width, height):
+        resample = Image.Resampling.BOX if scale < 1 else Image.Resampling.BILINEAR
+        digit = np.asarray(Image.fromarray(digit, "F").resize(size, resample), dtype=np.float32)
+    digit = np.clip(digit, 0.0, 1.0)
+
+    mass = digit.sum()
+    if mass <= 0:
+        raise _blank()
+    ys, xs = np.indices(digit.shape)
+    top = _offset(CENTRE - (ys * digit).sum() / mass, digit.shape[0])
+    left = _offset(CENTRE - (xs * digit).sum() / mass, digit.shape[1])
+    out = np.zeros((SIZE, SIZE), np.float32)
+    out[top:top + digit.shape[0], left:left + digit.shape[1]] = digit
+    return out
+
+
+def _extent(profile):
+    """[start, stop) of the ink along one axis, ignoring a sliver of stray mass at either end."""
+    total = profile.sum()
+    if total <= 0:
+        return None
+    cumulative = np.cumsum(profile)
+    start = int(np.searchsorted(cumulative, TRIM * total, side="right"))
+    stop = int(np.searchsorted(cumulative, (1 - TRIM) * total, side="left")) + 1
+    return start, max(stop, start + 1)
+
+
+def _offset(shift, length):
+    # Whole-pixel shifts, as MNIST used: no resampling blur, and MNIST input passes through unchanged.
+    return int(np.clip(round(shift), 0, SIZE - length))
+
+
+def _blank():
+    return ApiError(422, "blank_image", "No digit found: the image is blank or has no visible ink.")
+
+
+def pixels_to_array(pixels):
+    """A nested list (28x28, 28x28x1 or 784 numbers; 0-255 or 0-1) -> (28, 28) float32 in [0, 1]."""
+    try:
+        array = np.asarray(pixels)
+    except (ValueError, TypeError):
+        raise ApiError(400, "invalid_pixels", "pixels must be a 28x28 array of numbers; rows differ in length.")
+    if array.dtype.kind not in "iuf" or array.dtype == object:
+        raise ApiError(400, "invalid_pixels", "pixels must contain only numbers.")
+    if array.size != SIZE * SIZE or array.shape not in ((SIZE, SIZE), (SIZE, SIZE, 1), (SIZE * SIZE,)):
+        raise ApiError(400, "invalid_pixels", f"pixels must be 28x28 (or 784 values); got shape {list(array.shape)}.")
+    array = array.astype(np.float32).reshape(SIZE, SIZE)
+    if not np.isfinite(array).all() or array.min() < 0 or array.max() > 255:
+        raise ApiError(400, "invalid_pixels", "pixel values must be finite, 0-255 (integers) or 0-1 (floats).")
+    return array / 255.0 if array.max() > 1.0 else array
+
+
+def encode_png(array):
+    """(28, 28) float array in [0, 1] -> PNG bytes, to show a person what the model saw."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.round(np.clip(array, 0, 1) * 255).astype(np.uint8), "L").save(buffer, "PNG")
+    return buffer.getvalue()

@@ -1,0 +1,35 @@
+"""Readiness means "answers right", not just "is up": before a worker reports ready it draws a few
+digits the way a person would (dark pen, light paper, off-centre), encodes them as PNG and sends them
+through the same decode -> preprocess -> predict path as a request."""
+import io
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from .preprocess import preprocess_image
+
+# Strokes on a 100x100 page, chosen to be unambiguous for any decent MNIST model.
+DIGITS = {
+    0: [[(50, 12), (32, 20), (26, 50), (32, 80), (50, 88), (68, 80), (74, 50), (68, 20), (50, 12)]],
+    1: [[(52, 10), (50, 50), (48, 90)]],
+    7: [[(25, 15), (75, 15), (55, 50), (42, 90)]],
+}
+
+
+def drawn_digit(strokes, width=9):
+    page = Image.new("RGB", (140, 120), "white")
+    draw = ImageDraw.Draw(page)
+    for stroke in strokes:
+        points = [(x + 30, y + 10) for x, y in stroke]  # off-centre on purpose
+        draw.line(points, fill="navy", width=width, joint="curve")
+    buffer = io.BytesIO()
+    page.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def run(predictor):
+    """None if the model reads every drawn digit right, else a sentence saying what it read."""
+    arrays = np.stack([preprocess_image(drawn_digit(strokes)) for strokes in DIGITS.values()])
+    read = predictor.predict(arrays).argmax(axis=1)
+    wrong = [f"{d} as {r}" for d, r in zip(DIGITS, read) if d != r]
+    return f"self-check failed: the model read {', '.join(wrong)}" if wrong else None

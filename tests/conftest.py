@@ -1,0 +1,114 @@
+"""Fixtures shared by the whole suite: the real data, the shipped model, apps and real servers."""
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+MODEL_PATH = ROOT / "flaskService" / "model.h5"
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    """The MNIST npz (MNIST_NPZ, else ../shared/data/mnist.npz) as a dict of arrays."""
+    path = os.environ.get("MNIST_NPZ", str(SHARED_DATA / "mnist.npz"))
+    with np.load(path) as data:
+        return {key: data[key] for key in data.files}
+
+
+@pytest.fixture(scope="session")
+def predictor():
+    """The shipped model, loaded once for the session (loading it per test would dominate the run)."""
+    from flaskService.predictor import Predictor
+
+    return Predictor.from_path(MODEL_PATH)
+
+
+@pytest.fixture
+def app(predictor):
+    from flaskService import create_app
+
+    return create_app({"TESTING": True, "PREDICTOR": predictor})
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A real gunicorn running the app with flaskService/gunicorn.conf.py on a free loopback port."""
+
+    def __init__(self, env=None, workers=2, log_path=None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        environment = {**os.environ, "HOST": "127.0.0.1", "PORT": str(self.port),
+                       "WEB_CONCURRENCY": str(workers), **(env or {})}
+        self.log_path = log_path
+        self._log = open(log_path, "wb") if log_path else subprocess.DEVNULL
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "flaskService/gunicorn.conf.py"],
+            cwd=ROOT, env=environment, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout=60):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited with {self.process.returncode}; log: {self.log_text()}")
+            try:
+                if requests.get(self.url + "/health/ready", timeout=1).status_code == 200:
+                    return self
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"gunicorn not ready after {timeout}s; log: {self.log_text()}")
+
+    def log_text(self):
+        return Path(self.log_path).read_text(errors="replace") if self.log_path else "(not kept)"
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self._log is not subprocess.DEVNULL:
+            self._log.close()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    """One real gunicorn (2 workers, the shipped model) shared by the tests that only send requests."""
+    running = Server(log_path=tmp_path_factory.mktemp("gunicorn") / "server.log").wait_ready()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def start_server(tmp_path):
+    """Start gunicorn with extra environment for one test; every server started is stopped after it."""
+    started = []
+
+    def start(env=None, workers=2, wait=True):
+        running = Server(env=env, workers=workers, log_path=tmp_path / f"server{len(started)}.log")
+        started.append(running)
+        return running.wait_ready() if wait else running
+
+    yield start
+    for running in started:
+        running.stop()
