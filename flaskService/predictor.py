@@ -45,8 +45,9 @@ class Predictor:
     @classmethod
     def from_path(cls, path, backend="auto"):
         path = Path(path)
+        model = load_model(path)
         sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
-        return cls(load_model(path), name=path.stem if path.stem != "model" else "mnist",
+        return cls(model, name=path.stem if path.stem != "model" else "mnist",
                    version=sha256[:12], sha256=sha256, backend=backend)
 
     def predict(self, images):

@@ -12,7 +12,7 @@ import io
 import warnings
 
 import numpy as np
-from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageChops, ImageFilter, ImageOps, UnidentifiedImageError
 
 from .errors import ApiError
 
@@ -27,7 +27,7 @@ DEFAULT_MAX_PIXELS = 16_000_000
 # more pixels only cost time and memory (a 16 MP RGBA image is 256 MB as float32).
 WORK_SIZE = 640
 MIN_CONTRAST = 0.12  # below this, the image holds nothing that differs from its background
-DENOISE_MIN_SIDE = 64  # strokes in larger images are wide enough to survive a 3x3 median
+DENOISE_MIN_SIDE = 64  # below this, strokes are too thin to smooth (MNIST-sized input)
 TRIM = 0.002  # share of the ink mass cut from each side when finding the digit's extent
 
 # Signatures of formats people try that we do not decode: answered 415, not "not an image".
@@ -67,6 +67,8 @@ def decode_image(data, max_pixels=DEFAULT_MAX_PIXELS):
                        f"The image is {width}x{height} = {width * height / 1e6:.1f} megapixels; "
                        f"the limit is {max_pixels / 1e6:.0f} megapixels.")
     try:
+        # JPEG can decode straight at 1/2, 1/4 or 1/8 scale: big photos cost a fraction to read.
+        image.draft(image.mode, (WORK_SIZE, WORK_SIZE))
         image.load()
         return ImageOps.exif_transpose(image)
     except Exception:
@@ -91,82 +93,94 @@ def _unsupported(data):
 
 
 def ink_from_image(image):
-    """A decoded image -> (H, W) float32 ink in [0, 1] on 0, whatever its mode, colours or polarity."""
+    """A decoded image -> (H, W) float32 ink in [0, 1] on 0, whatever its mode, colours or polarity.
+
+    Works on 8-bit Pillow images throughout: each step is one pass in C over at most WORK_SIZE^2 pixels.
+    """
     image = _common_mode(image)
     if max(image.size) > WORK_SIZE:
         image.thumbnail((WORK_SIZE, WORK_SIZE), Image.Resampling.BOX)
-    pixels = np.asarray(image, dtype=np.float32)
-    if image.mode != "F":
-        pixels = pixels / 255.0
-    if pixels.ndim == 2:
-        pixels = pixels[..., None]
-
-    colour, alpha = pixels, None
     if image.mode in ("LA", "RGBA"):
-        colour, alpha = pixels[..., :-1], pixels[..., -1]
-    if alpha is not None and alpha.min() < 0.5:
-        opaque = alpha > 0.5
-        if opaque.mean() < 0.5:
+        alpha = image.getchannel("A")
+        see_through = alpha.getextrema()[0] < 128
+        if see_through and sum(alpha.histogram()[128:]) < 0.5 * image.width * image.height:
             # Strokes on a see-through canvas: whatever their colour, the ink is what is opaque.
             return _normalise_ink(alpha)
-        # A picture with see-through margins: fill them with the picture's own paper colour.
-        paper = np.median(colour[opaque], axis=0)
-        colour = colour * alpha[..., None] + paper * (1.0 - alpha[..., None])
+        image = image.convert(image.mode[:-1])
+        if see_through:
+            # A picture with see-through margins: fill them with the picture's own paper colour.
+            image = Image.composite(image, Image.new(image.mode, image.size, _paper_colour(image, alpha)), alpha)
 
     # Ink is whatever differs from the paper, so dark-on-light, light-on-dark and coloured pens
     # all come out as bright ink on black, with no polarity guess to get wrong.
-    difference = np.abs(colour - _paper_colour(colour)).max(axis=2)
-    if min(difference.shape) >= DENOISE_MIN_SIDE:
-        difference = _median3(difference)
+    difference = ImageChops.difference(image, Image.new(image.mode, image.size, _paper_colour(image)))
+    if difference.mode == "RGB":
+        red, green, blue = difference.split()
+        difference = ImageChops.lighter(ImageChops.lighter(red, green), blue)
+    if min(difference.size) >= DENOISE_MIN_SIDE:
+        # Photos and scans: soften sensor noise and JPEG speckle (strokes here are several pixels
+        # wide), then take out uneven lighting, which shows up as a slow haze across the page.
+        difference = difference.filter(ImageFilter.BoxBlur(1))
+        difference = ImageChops.subtract(difference, _haze(difference))
     return _normalise_ink(difference)
 
 
 def _common_mode(image):
-    """Reduce Pillow's many modes to L, LA, RGB, RGBA or F (scaled to [0, 1])."""
+    """Reduce Pillow's many modes to 8-bit L, LA, RGB or RGBA."""
     mode = image.mode
     if mode in ("I", "F") or mode.startswith("I;16"):
         values = np.asarray(image, dtype=np.float32)
         # 16-bit files arrive as I;16 or I; values above 255 can only be a 16-bit scale.
         full_scale = 1.0 if mode == "F" and values.max() <= 1.0 else (65535.0 if values.max() > 255 else 255.0)
-        return Image.fromarray(np.clip(values / full_scale, 0.0, 1.0), "F")
+        return Image.fromarray(np.round(np.clip(values / full_scale, 0.0, 1.0) * 255).astype(np.uint8), "L")
     transparent = image.has_transparency_data
     grey = mode in ("1", "L", "LA", "La")
     target = ("LA" if transparent else "L") if grey else ("RGBA" if transparent else "RGB")
     return image if mode == target else image.convert(target)  # P, CMYK, YCbCr, RGBa, ...
 
 
-def _paper_colour(colour):
-    """The background colour: the median of the image's outer frame, which ink rarely fills."""
-    h, w = colour.shape[:2]
-    k = max(1, min(h, w) // 16)
-    frame = np.concatenate([colour[:k].reshape(-1, colour.shape[2]), colour[-k:].reshape(-1, colour.shape[2]),
-                            colour[:, :k].reshape(-1, colour.shape[2]), colour[:, -k:].reshape(-1, colour.shape[2])])
-    return np.median(frame, axis=0)
+def _paper_colour(image, mask=None):
+    """The background colour: per band, the median of the image's outer frame, which ink rarely
+    fills (or, with a mask, the median of the masked-in pixels)."""
+    if mask is not None:
+        histogram = np.asarray(image.histogram(mask.point(lambda a: 255 if a >= 128 else 0)), np.int64)
+    else:
+        w, h = image.size
+        k = max(1, min(w, h) // 16)
+        frame = ((0, 0, w, k), (0, h - k, w, h), (0, k, k, h - k), (w - k, k, w, h - k))
+        if min(w, h) <= 2 * k:  # too small to have a frame: the whole image is its frame
+            frame = ((0, 0, w, h),)
+        histogram = sum(np.asarray(image.crop(box).histogram(), np.int64) for box in frame)
+    bands = histogram.reshape(-1, 256).cumsum(axis=1)
+    median = tuple(int(np.searchsorted(band, band[-1] / 2)) for band in bands)
+    return median[0] if len(median) == 1 else median
 
 
-def _median3(values):
-    """A 3x3 median removes salt noise and JPEG speckle without touching strokes 3 px or wider."""
-    image = Image.fromarray(np.round(values * 255).astype(np.uint8), "L").filter(ImageFilter.MedianFilter(3))
-    return np.asarray(image, dtype=np.float32) / 255.0
+def _haze(difference):
+    """The slowly varying part of the difference image: block means over a ~16x16 grid, the
+    lowest of each 3x3 neighbourhood (so blocks holding ink do not count), smoothly upsampled."""
+    factor = max(1, min(difference.size) // 16)
+    grid = difference.reduce(factor).filter(ImageFilter.MinFilter(3))
+    return grid.resize(difference.size, Image.Resampling.BILINEAR)
 
 
 def _normalise_ink(difference):
-    """Difference from the paper -> ink in [0, 1]: the background's noise floor to 0, solid ink to 1."""
-    levels = np.minimum(difference * 255.0, 255.0).astype(np.uint8)
-    histogram = np.bincount(levels.ravel(), minlength=256).astype(np.float64)
-    peak = np.flatnonzero(histogram)[-1] / 255.0
-    if peak < MIN_CONTRAST:
+    """8-bit difference from the paper -> ink in [0, 1]: the paper's noise floor to 0, solid ink to 1."""
+    histogram = np.asarray(difference.histogram(), np.float64)
+    peak = np.flatnonzero(histogram)[-1]
+    if peak < MIN_CONTRAST * 255:
         raise _blank()
     threshold = _otsu(histogram)
     below = np.cumsum(histogram[: threshold + 1])
     # The paper's own noise: the level under which 99% of the background pixels lie, capped at half
     # the ink threshold so the soft edges of strokes survive.
-    floor = min(np.searchsorted(below, 0.99 * below[-1]), threshold // 2) / 255.0
+    floor = min(int(np.searchsorted(below, 0.99 * below[-1])), threshold // 2)
     above = np.cumsum(histogram[threshold + 1:])
     if above[-1] == 0:
         raise _blank()
-    solid = (threshold + 1 + np.searchsorted(above, 0.9 * above[-1])) / 255.0
-    return np.clip((difference - floor) / max(solid - floor, 1e-3), 0.0, 1.0).astype(np.float32)
+    solid = threshold + 1 + int(np.searchsorted(above, 0.9 * above[-1]))
+    lut = np.clip((np.arange(256) - floor) * 255.0 / max(solid - floor, 1), 0, 255).round().astype(np.uint8)
+    return np.asarray(difference.point(lut.tolist()), dtype=np.float32) / 255.0
 
 
 def _otsu(histogram):

@@ -71,7 +71,7 @@ class Server:
             try:
                 if requests.get(self.url + "/health/ready", timeout=1).status_code == 200:
                     return self
-            except requests.ConnectionError:
+            except requests.RequestException:  # refused while binding, or accepted but no worker yet
                 pass
             time.sleep(0.2)
         raise RuntimeError(f"gunicorn not ready after {timeout}s; log: {self.log_text()}")

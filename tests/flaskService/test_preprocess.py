@@ -1,0 +1,224 @@
+"""flaskService.preprocess: bytes in any common form -> the MNIST-style 28x28 array."""
+import io
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from flaskService import preprocess
+from flaskService.errors import ApiError
+from tests.renders import render
+
+SEED_CANVAS = preprocess.__file__.rsplit("/flaskService/", 1)[0] + "/../shared/data/seed_canvas.jpeg"
+
+
+def encode(image, fmt="PNG", **options):
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def centre_of_mass(array):
+    ys, xs = np.indices(array.shape)
+    return (ys * array).sum() / array.sum(), (xs * array).sum() / array.sum()
+
+
+@pytest.fixture
+def digit(mnist):
+    """A real MNIST test digit (a 7) as uint8 28x28, white on black."""
+    return mnist["x_test"][0]
+
+
+def test_mnist_input_passes_through_unchanged(mnist):
+    """Already-MNIST arrays come out as they went in (MNIST was made by this very recipe)."""
+    for image in mnist["x_test"][:50]:
+        out = preprocess.preprocess_pixels(image.tolist())
+        assert np.abs(out - image / 255.0).mean() < 0.01
+
+
+def test_output_contract(digit):
+    """Every output is 28x28 float32 in [0, 1], fits a 20 px box, centre of mass at (14, 14)."""
+    out = preprocess.preprocess_image(encode(Image.fromarray(255 - digit).resize((300, 300))))
+    assert out.shape == (28, 28) and out.dtype == np.float32
+    assert 0.0 <= out.min() and out.max() <= 1.0 and out.max() > 0.9
+    rows, cols = np.flatnonzero(out.sum(1) > 0.05), np.flatnonzero(out.sum(0) > 0.05)
+    assert max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 <= 21
+    assert np.allclose(centre_of_mass(out), (14, 14), atol=0.6)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF", "BMP", "WEBP"])
+def test_every_allowed_format_decodes(digit, fmt):
+    """PNG, JPEG, GIF, BMP and WebP all give the same digit."""
+    image = Image.fromarray(255 - digit).resize((112, 112))
+    out = preprocess.preprocess_image(encode(image, fmt))
+    reference = preprocess.preprocess_image(encode(image, "PNG"))
+    assert np.abs(out - reference).mean() < 0.05
+
+
+@pytest.mark.parametrize("polarity", ["dark_on_light", "light_on_dark"])
+def test_polarity_gives_white_ink_on_black(digit, polarity):
+    """Dark ink on light paper is inverted; light on dark is kept; both read the same."""
+    image = Image.fromarray(255 - digit if polarity == "dark_on_light" else digit).resize((84, 84))
+    out = preprocess.preprocess_image(encode(image))
+    assert out[0, 0] == 0 and out.max() > 0.9
+    assert np.abs(out - preprocess.preprocess_pixels(digit)).mean() < 0.06
+
+
+@pytest.mark.parametrize("corner", [(0, 0), (220, 0), (0, 220), (220, 220)])
+def test_offset_digit_is_centred(digit, corner):
+    """A digit in any corner of a large page ends up centred by mass, like MNIST."""
+    page = Image.new("L", (300, 300), 255)
+    page.paste(Image.fromarray(255 - digit).resize((80, 80)), corner)
+    out = preprocess.preprocess_image(encode(page))
+    assert np.allclose(centre_of_mass(out), (14, 14), atol=0.6)
+    assert np.abs(out - preprocess.preprocess_pixels(digit)).mean() < 0.06
+
+
+@pytest.mark.parametrize("size", [14, 28, 56, 280, 1000])
+def test_scale_does_not_matter(digit, size):
+    """Tiny, MNIST-sized and large renderings of one digit give nearly the same array."""
+    out = preprocess.preprocess_image(encode(Image.fromarray(digit).resize((size, size), Image.Resampling.BICUBIC)))
+    assert np.abs(out - preprocess.preprocess_pixels(digit)).mean() < 0.08
+
+
+def test_transparent_canvas_ink_is_the_opaque_part():
+    """On a see-through canvas the strokes are the ink, whatever colour they were drawn in."""
+    strokes = []
+    for colour in [(0, 0, 0, 255), (255, 255, 255, 255), (30, 60, 200, 255)]:
+        canvas = Image.new("RGBA", (280, 280), (0, 0, 0, 0))
+        ImageDraw.Draw(canvas).line([(140, 30), (140, 250)], fill=colour, width=20)
+        strokes.append(preprocess.preprocess_image(encode(canvas)))
+    assert strokes[0].max() > 0.9 and strokes[0][:, :10].max() == 0
+    assert np.abs(strokes[0] - strokes[1]).max() < 1e-6 and np.abs(strokes[0] - strokes[2]).max() < 1e-6
+
+
+def test_picture_with_transparent_margin_is_flattened_on_its_paper(digit):
+    """An opaque paper scan with a see-through border is read as paper, not as one big blob."""
+    page = Image.new("RGBA", (200, 200), (0, 0, 0, 0))
+    paper = Image.fromarray(255 - digit).resize((160, 160)).convert("RGBA")
+    page.paste(paper, (20, 20))
+    out = preprocess.preprocess_image(encode(page))
+    assert np.abs(out - preprocess.preprocess_pixels(digit)).mean() < 0.06
+
+
+@pytest.mark.parametrize("mode", ["I;16", "CMYK", "P", "LA", "1", "RGB"])
+def test_modes(digit, mode):
+    """16-bit grey, CMYK, palette, grey+alpha, 1-bit and RGB are each scaled correctly."""
+    grey = Image.fromarray(255 - digit).resize((112, 112))
+    if mode == "I;16":
+        image = Image.fromarray(np.asarray(grey, np.uint16) * 257)
+    elif mode == "1":
+        image = grey.point(lambda v: 255 if v > 128 else 0).convert("1")
+    else:
+        image = grey.convert(mode)
+    fmt = {"CMYK": "JPEG", "1": "BMP"}.get(mode, "PNG")
+    out = preprocess.preprocess_image(encode(image, fmt))
+    assert np.abs(out - preprocess.preprocess_pixels(digit)).mean() < 0.08
+
+
+def test_exif_orientation_is_applied(digit):
+    """A phone photo stored sideways with an EXIF orientation tag is read upright."""
+    upright = Image.fromarray(255 - digit).resize((112, 112)).convert("RGB")
+    stored = upright.transpose(Image.Transpose.ROTATE_90)  # orientation 6: turn 90 degrees clockwise to view
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    out = preprocess.preprocess_image(encode(stored, "JPEG", exif=exif, quality=95))
+    assert np.abs(out - preprocess.preprocess_image(encode(upright, "JPEG", quality=95))).mean() < 0.05
+
+
+def test_animated_gif_uses_first_frame(digit, mnist):
+    """Only the first frame of an animation is read."""
+    first = Image.fromarray(digit).resize((56, 56))
+    second = Image.fromarray(mnist["x_test"][1]).resize((56, 56))
+    data = encode(first, "GIF", save_all=True, append_images=[second])
+    assert np.abs(preprocess.preprocess_image(data) - preprocess.preprocess_image(encode(first, "GIF"))).max() < 1e-6
+
+
+def test_seed_canvas_is_a_centred_six():
+    """The original page's request (a 6 against the left and bottom edges) comes out centred."""
+    out = preprocess.preprocess_image(open(SEED_CANVAS, "rb").read())
+    assert np.allclose(centre_of_mass(out), (14, 14), atol=0.6)
+    assert out[:, :4].max() < 0.05 and out[-4:].max() < 0.05
+
+
+@pytest.mark.parametrize("style", ["paper_png", "photo_jpeg", "noisy_scan", "coloured_pen"])
+def test_noise_and_lighting_are_removed(digit, style):
+    """Paper noise, uneven light and JPEG speckle leave no stray ink: the corners stay black."""
+    out = preprocess.preprocess_image(render(digit, style, np.random.default_rng(1)))
+    assert out[:3, :3].max() == 0 and out[-3:, -3:].max() == 0
+    assert np.abs(out - preprocess.preprocess_pixels(digit)).mean() < 0.1
+
+
+@pytest.mark.parametrize(("data", "status", "code"), [
+    (b"", 400, "empty_image"),
+    (b"\x89PNG\r\n\x1a\n", 400, "invalid_image"),
+    (b"this is not an image at all", 400, "invalid_image"),
+    (b"%PDF-1.4 a pdf", 415, "unsupported_image_format"),
+    (b"<svg xmlns='http://www.w3.org/2000/svg'></svg>", 415, "unsupported_image_format"),
+])
+def test_undecodable_bytes(data, status, code):
+    """Bytes that are not an allowed image give the right status and code."""
+    with pytest.raises(ApiError) as error:
+        preprocess.preprocess_image(data)
+    assert (error.value.status, error.value.code) == (status, code)
+
+
+def test_truncated_image_is_400(digit):
+    data = encode(Image.fromarray(digit).resize((200, 200)), "PNG")
+    with pytest.raises(ApiError) as error:
+        preprocess.preprocess_image(data[: len(data) // 2])
+    assert (error.value.status, error.value.code) == (400, "invalid_image")
+
+
+def test_tiff_is_415(digit):
+    with pytest.raises(ApiError) as error:
+        preprocess.preprocess_image(encode(Image.fromarray(digit), "TIFF"))
+    assert (error.value.status, error.value.code) == (415, "unsupported_image_format")
+
+
+@pytest.mark.parametrize("image", [Image.new("L", (1, 1)), Image.new("RGB", (300, 200), "white"),
+                                   Image.new("L", (28, 28), 0), Image.new("RGBA", (280, 280), (0, 0, 0, 0))])
+def test_blank_images_are_422(image):
+    """No ink at all -> 422 blank_image."""
+    with pytest.raises(ApiError) as error:
+        preprocess.preprocess_image(encode(image))
+    assert (error.value.status, error.value.code) == (422, "blank_image")
+
+
+def test_too_many_pixels_is_413():
+    data = encode(Image.new("L", (5000, 4000), 255))
+    with pytest.raises(ApiError) as error:
+        preprocess.preprocess_image(data)
+    assert (error.value.status, error.value.code) == (413, "too_many_pixels")
+
+
+def test_decompression_bomb_is_422():
+    """Beyond Pillow's own guard (a tiny file declaring ~100 MP), the image is refused unread."""
+    data = encode(Image.new("1", (12000, 9000)))
+    with pytest.raises(ApiError) as error:
+        preprocess.preprocess_image(data, max_pixels=10**9)
+    assert (error.value.status, error.value.code) == (422, "decompression_bomb")
+
+
+@pytest.mark.parametrize("pixels", [
+    [[0] * 28] * 27, [[0] * 27] * 28, [[0, "a"] * 14] * 28, [[float("nan")] * 28] * 28,
+    [[300] * 28] * 28, [[-1] * 28] * 28, "zeros", [[[0] * 28] * 28] * 2, [[True] * 28] * 28,
+])
+def test_bad_pixel_arrays_are_400(pixels):
+    with pytest.raises(ApiError) as error:
+        preprocess.pixels_to_array(pixels)
+    assert (error.value.status, error.value.code) == (400, "invalid_pixels")
+
+
+@pytest.mark.parametrize("shape", [(28, 28), (784,), (28, 28, 1)])
+def test_pixel_array_shapes_and_scales(digit, shape):
+    """28x28, 784 and 28x28x1; 0-255 integers and 0-1 floats are the same image."""
+    as_ints = preprocess.pixels_to_array(digit.reshape(shape).tolist())
+    as_floats = preprocess.pixels_to_array((digit / 255.0).reshape(shape).tolist())
+    assert np.allclose(as_ints, digit / 255.0) and np.allclose(as_floats, digit / 255.0)
+
+
+def test_encode_png_round_trips(digit):
+    array = digit / 255.0
+    decoded = np.asarray(Image.open(io.BytesIO(preprocess.encode_png(array))), np.float32) / 255
+    assert decoded.shape == (28, 28) and np.abs(decoded - array).max() <= 1 / 255
