@@ -1,0 +1,642 @@
+"""
+Title: Handwritten digit classifier for flaskService
+Description: Trains the convnet the service loads, on MNIST or on a folder of digit images, and
+writes the model, its card and two plots.
+
+Run from the repository root. By default it trains our architecture and refreshes the model the
+service ships (`flaskService/`); without `--data` it downloads MNIST. The shipped model is:
+
+    python modelTrain/train.py --data ../shared/data/mnist.npz --seed 1
+
+`--data` takes a .npz in Keras's mnist layout (`x_train, y_train, x_test, y_test`, uint8) or a
+directory with one sub-folder per digit `0` ... `9` (or `train/0..9` and `test/0..9`) of images of
+any size and format; those go through the service's own preprocessing, so the model learns from
+exactly what it will be served. `--help` lists the rest.
+"""
+
+"""
+## Setup
+"""
+
+import argparse
+import contextlib
+import datetime
+import hashlib
+import io
+import json
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # Files only: no display on servers and in CI.
+import matplotlib.pyplot as plt
+import numpy as np
+
+# Run as `python modelTrain/train.py`: put the repository root on the path so that the service's
+# package (flaskService.preprocess) is importable; image preprocessing has one implementation.
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+# Keras (and TensorFlow under it) is imported inside the functions that need it, once the
+# arguments and the data have been checked: its start-up takes seconds and writes a banner to
+# stderr, and a mistyped option should fail at once with one line.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+NUM_CLASSES = 10
+INPUT_SHAPE = (28, 28, 1)
+DIGITS = [str(digit) for digit in range(NUM_CLASSES)]
+
+
+class InputError(Exception):
+    """Bad arguments or data: reported as one line on stderr, exit status 2."""
+
+
+"""
+## Prepare the data
+
+Every source ends up as float32 arrays of shape (n, 28, 28, 1) in [0, 1], white ink on black,
+MNIST-centred: the input contract of the served model.
+"""
+
+# Share of the training images held out for validation (best-epoch choice); never the test set.
+VALIDATION_FRACTION = 0.1
+# Share of each digit's images set aside for testing when a folder has no test split of its own.
+FOLDER_TEST_FRACTION = 0.2
+
+
+def load_npz(path):
+    """Train and test arrays from a .npz in Keras's mnist layout."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in npz]
+            if missing:
+                raise InputError(
+                    f"{path}: missing {', '.join(missing)} (expected Keras's mnist.npz layout)"
+                )
+            arrays = {key: npz[key] for key in ("x_train", "y_train", "x_test", "y_test")}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise InputError(f"{path}: not a readable .npz file ({error})") from None
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if x.ndim != 3 or x.shape[1:] != (28, 28) or y.shape != (len(x),) or not len(x):
+            raise InputError(
+                f"{path}: x_{split} {x.shape} and y_{split} {y.shape} are not n 28x28 images "
+                "with n labels"
+            )
+        if x.dtype != np.uint8:
+            raise InputError(f"{path}: x_{split} is {x.dtype}; expected uint8 pixels 0..255")
+        if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= NUM_CLASSES:
+            raise InputError(f"{path}: y_{split} holds labels other than the integers 0..9")
+    return (
+        (as_model_input(arrays["x_train"] / 255), arrays["y_train"].astype("int64")),
+        (as_model_input(arrays["x_test"] / 255), arrays["y_test"].astype("int64")),
+    )
+
+
+def load_folder(path):
+    """All images of a folder with one sub-folder per digit, preprocessed like served images."""
+    missing = [digit for digit in DIGITS if not (path / digit).is_dir()]
+    if len(missing) == NUM_CLASSES:
+        raise InputError(f"{path}: no digit sub-folders 0..9 (nor train/ and test/ holding them)")
+    if missing:
+        raise InputError(f"{path}: no sub-folder for digit(s) {', '.join(missing)}")
+    files = {
+        digit: sorted(
+            f for f in (path / digit).iterdir() if f.is_file() and not f.name.startswith(".")
+        )
+        for digit in DIGITS
+    }
+    empty = [digit for digit in DIGITS if not files[digit]]
+    if empty:
+        raise InputError(f"{path}: no images for digit(s) {', '.join(empty)}")
+
+    from flaskService.errors import ApiError
+    from flaskService.preprocess import preprocess_image
+
+    images, labels = [], []
+    for digit in DIGITS:
+        for file in files[digit]:
+            try:
+                images.append(preprocess_image(file.read_bytes()))
+            except (ApiError, OSError) as error:
+                raise InputError(f"{file}: {error}") from None
+            labels.append(int(digit))
+    return as_model_input(np.stack(images)), np.array(labels, dtype="int64")
+
+
+def as_model_input(images):
+    """(n, 28, 28) images in [0, 1] as the model's (n, 28, 28, 1) float32 input."""
+    return images.astype("float32")[..., np.newaxis]
+
+
+def carve_test_split(x, y, fraction, seed):
+    """Stratified split: `fraction` of each digit's images, at random, become the test set."""
+    rng = np.random.default_rng(seed)
+    test = np.zeros(len(y), dtype=bool)
+    for digit in range(NUM_CLASSES):
+        indices = np.flatnonzero(y == digit)
+        test[rng.permutation(indices)[: round(len(indices) * fraction)]] = True
+    return (x[~test], y[~test]), (x[test], y[test])
+
+
+def download_mnist():
+    """Train and test arrays of the full MNIST, downloaded (and cached) by Keras."""
+    import keras
+
+    try:
+        (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
+    # keras.utils.get_file reports every network failure as a bare Exception.
+    except Exception as error:
+        raise InputError(f"cannot download MNIST ({error}); pass --data PATH/mnist.npz") from None
+    return (
+        (as_model_input(x_train / 255), y_train.astype("int64")),
+        (as_model_input(x_test / 255), y_test.astype("int64")),
+    )
+
+
+def load_data(source, seed):
+    """(x_train, y_train), (x_test, y_test) and a description of the data for the card."""
+    if source is None:
+        train, test = download_mnist()
+        description = {"source": "keras.datasets.mnist", "format": "npz", "test_split": "provided"}
+    elif source.is_dir():
+        if (source / "train").is_dir() and (source / "test").is_dir():
+            train, test = load_folder(source / "train"), load_folder(source / "test")
+            test_split = "provided (test/)"
+        else:
+            train, test = carve_test_split(*load_folder(source), FOLDER_TEST_FRACTION, seed)
+            test_split = (
+                f"carved out of the folder: {FOLDER_TEST_FRACTION:.0%} of each digit's images, "
+                f"seed {seed}"
+            )
+        # Files are read digit by digit; shuffle so that --limit and validation see every digit.
+        order = np.random.default_rng(seed).permutation(len(train[1]))
+        train = train[0][order], train[1][order]
+        description = {"source": str(source), "format": "folder", "test_split": test_split}
+    elif source.is_file():
+        train, test = load_npz(source)
+        description = {"source": str(source), "format": "npz", "test_split": "provided"}
+    else:
+        raise InputError(f"{source}: no such file or directory")
+    return train, test, description
+
+
+def split_validation(x, y, fraction, seed):
+    """Random (train, validation) split of the training images."""
+    order = np.random.default_rng(seed).permutation(len(y))
+    n_validation = max(1, round(len(y) * fraction))
+    validation, train = order[:n_validation], order[n_validation:]
+    return (x[train], y[train]), (x[validation], y[validation])
+
+
+"""
+## Build the model
+"""
+
+
+def build_seed_model():
+    """The original 2020 network, layer for layer: 12,106 parameters."""
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(shape=INPUT_SHAPE)
+    x = layers.Conv2D(8, kernel_size=5, activation="relu")(inputs)
+    x = layers.MaxPooling2D(pool_size=2)(x)
+    x = layers.Conv2D(16, kernel_size=5, activation="relu")(x)
+    x = layers.MaxPooling2D(pool_size=2)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(32, activation="relu")(x)
+    x = layers.BatchNormalization()(x)
+    outputs = layers.Dense(NUM_CLASSES, activation="softmax")(x)
+    return keras.Model(inputs, outputs, name="seed")
+
+
+# Dropout before the classifier: with 24k training images the network can memorise them.
+COMPACT_DROPOUT = 0.4
+
+
+def build_compact_model():
+    """Ours: four batch-normalised convolutions, about 2.5M multiply-adds per image.
+
+    Small enough that LiteRT runs one image in a few hundredths of a millisecond on one core,
+    wide enough (with augmentation) to beat the seed network trained on 2.5x the data.
+    """
+    import keras
+    from keras import layers
+
+    def conv_bn_relu(x, filters, kernel_size, padding="same"):
+        # The batch normalisation's shift replaces the convolution's bias.
+        x = layers.Conv2D(filters, kernel_size, padding=padding, use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        return layers.Activation("relu")(x)
+
+    inputs = keras.Input(shape=INPUT_SHAPE)
+    # MNIST digits sit in a 20x20 box inside 28x28: a "valid" 5x5 convolution loses only border.
+    x = conv_bn_relu(inputs, 16, 5, padding="valid")  # 24x24
+    x = layers.MaxPooling2D(pool_size=2)(x)  # 12x12
+    x = conv_bn_relu(x, 32, 3)
+    x = conv_bn_relu(x, 32, 3)
+    x = layers.MaxPooling2D(pool_size=2)(x)  # 6x6
+    x = conv_bn_relu(x, 64, 3, padding="valid")  # 4x4
+    x = layers.Flatten()(x)
+    x = layers.Dropout(COMPACT_DROPOUT)(x)
+    outputs = layers.Dense(NUM_CLASSES, activation="softmax")(x)
+    return keras.Model(inputs, outputs, name="compact")
+
+
+ARCHITECTURES = {"compact": build_compact_model, "seed": build_seed_model}
+
+# People do not write like MNIST's writers: small rotations, shifts and changes of scale.
+ROTATION_DEGREES = 10
+SHIFT_FRACTION = 0.1
+ZOOM_FRACTION = 0.1
+
+
+def build_augmenter(seed):
+    """Random distortions for the input pipeline, not in the model: it stays pure inference."""
+    import keras
+    from keras import layers
+
+    return keras.Sequential(
+        [
+            layers.RandomRotation(ROTATION_DEGREES / 360, fill_mode="constant", seed=seed),
+            layers.RandomTranslation(
+                SHIFT_FRACTION, SHIFT_FRACTION, fill_mode="constant", seed=seed + 1
+            ),
+            layers.RandomZoom(ZOOM_FRACTION, fill_mode="constant", seed=seed + 2),
+        ],
+        name="augmenter",
+    )
+
+
+"""
+## Train the model
+"""
+
+EPOCHS = 30
+BATCH_SIZE = 128
+# Adam with one epoch of linear warm-up to the peak rate, then cosine decay to zero.
+PEAK_LEARNING_RATE = 3e-3
+# Epochs without a better validation loss before training stops; the best epoch is kept.
+PATIENCE = 10
+
+
+def train(model, train_data, validation_data, epochs, batch_size, augment, seed):
+    """Fit with the best epoch (lowest validation loss) restored; returns history and that epoch."""
+    import keras
+    import tensorflow as tf
+
+    x_train, y_train = train_data
+    dataset = tf.data.Dataset.from_tensor_slices((x_train, y_train))
+    dataset = dataset.shuffle(len(y_train), seed=seed).batch(batch_size)
+    if augment:
+        augmenter = build_augmenter(seed)
+        dataset = dataset.map(
+            lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE
+        )
+    dataset = dataset.prefetch(tf.data.AUTOTUNE)
+
+    steps_per_epoch = len(dataset)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=PEAK_LEARNING_RATE / 10,
+        warmup_target=PEAK_LEARNING_RATE,
+        warmup_steps=steps_per_epoch,
+        decay_steps=max(1, steps_per_epoch * (epochs - 1)),
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=schedule),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    early_stopping = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=PATIENCE, restore_best_weights=True, verbose=1
+    )
+    history = model.fit(
+        dataset,
+        epochs=epochs,
+        validation_data=validation_data,
+        callbacks=[early_stopping],
+        shuffle=False,  # The dataset reshuffles itself every epoch, with the seed.
+        verbose=2,
+    )
+    return history.history, early_stopping.best_epoch + 1
+
+
+"""
+## Evaluate the trained model
+"""
+
+
+def evaluate(model, x, y):
+    """Loss, accuracy, per-class accuracy and confusion matrix (rows: true, columns: predicted)."""
+    probabilities = model.predict(x, batch_size=1000, verbose=0)
+    predicted = probabilities.argmax(axis=1)
+    confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype="int64")
+    np.add.at(confusion, (y, predicted), 1)
+    per_class = {
+        digit: (float(confusion[i, i] / row.sum()) if row.sum() else None)
+        for i, (digit, row) in enumerate(zip(DIGITS, confusion))
+    }
+    true_probabilities = np.clip(probabilities[np.arange(len(y)), y], 1e-7, 1)
+    return {
+        "images": int(len(y)),
+        "accuracy": float((predicted == y).mean()),
+        "loss": float(-np.log(true_probabilities).mean()),
+        "per_class_accuracy": per_class,
+        "confusion_matrix": confusion.tolist(),
+    }
+
+
+LATENCY_RUNS = 2000
+
+
+def measure_latency(model, runs=LATENCY_RUNS):
+    """Median milliseconds of one single-image LiteRT invoke() on one thread, float32 model."""
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    # from_keras_model freezes the weights into constants and folds batch normalisation into the
+    # convolutions; a converted tf.function keeps them as variables and runs 5x slower.
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    with contextlib.redirect_stdout(io.StringIO()):  # Keras's export lists every tensor spec.
+        flatbuffer = converter.convert()
+    interpreter = Interpreter(model_content=flatbuffer, num_threads=1)
+    interpreter.allocate_tensors()
+    index = interpreter.get_input_details()[0]["index"]
+    image = np.random.default_rng(0).random((1, *INPUT_SHAPE), dtype=np.float32)
+    timings = []
+    for run in range(runs + runs // 10):
+        interpreter.set_tensor(index, image)
+        start = time.perf_counter()
+        interpreter.invoke()
+        if run >= runs // 10:  # The first tenth warms caches up and is not counted.
+            timings.append(time.perf_counter() - start)
+    return {
+        "runtime": "ai-edge-litert (LiteRT) float32, XNNPACK",
+        "threads": 1,
+        "runs": runs,
+        "median_ms": round(statistics.median(timings) * 1000, 4),
+        "tflite_bytes": len(flatbuffer),
+        "cpu": cpu_name(),
+    }
+
+
+def cpu_name():
+    """The processor's model name where Linux tells it, else its architecture."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
+def multiply_adds(model):
+    """Multiply-accumulates for one image through the convolutions and dense layers."""
+    total = 0
+    for layer in model.layers:
+        if type(layer).__name__ == "Conv2D":
+            _, height, width, filters = layer.output.shape
+            total += height * width * filters * int(np.prod(layer.kernel.shape[:-1]))
+        elif type(layer).__name__ == "Dense":
+            total += int(np.prod(layer.kernel.shape))
+    return total
+
+
+def plot_history(history, best_epoch, path):
+    """Accuracy and loss (log scale) per epoch, training and validation, the kept epoch marked."""
+    epochs = range(1, len(history["loss"]) + 1)
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for axis, metric in zip(axes, ("accuracy", "loss")):
+        axis.plot(epochs, history[metric], marker=".", label="training (augmented)")
+        axis.plot(epochs, history[f"val_{metric}"], marker=".", label="validation")
+        axis.axvline(best_epoch, color="grey", linestyle=":", label=f"kept: epoch {best_epoch}")
+        axis.set_xlabel("epoch")
+        axis.set_title(metric)
+        if metric == "loss":
+            axis.set_yscale("log")  # The last epochs differ in the third decimal.
+        axis.grid(alpha=0.3)
+        axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def plot_confusion(confusion, path, title):
+    """Confusion matrix with counts; colour on a log scale so that the few errors stand out."""
+    confusion = np.asarray(confusion)
+    figure, axis = plt.subplots(figsize=(6.5, 5.5))
+    image = axis.imshow(np.log1p(confusion), cmap="Blues")
+    for (row, column), count in np.ndenumerate(confusion):
+        dark = image.norm(np.log1p(count)) > 0.6
+        axis.text(column, row, count, ha="center", va="center", fontsize=8,
+                  color="white" if dark else "black")
+    axis.set_xticks(range(NUM_CLASSES), DIGITS)
+    axis.set_yticks(range(NUM_CLASSES), DIGITS)
+    axis.set_xlabel("predicted digit")
+    axis.set_ylabel("true digit")
+    axis.set_title(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+"""
+## Save the model and its card
+"""
+
+INPUT_CONTRACT = {
+    "shape": list(INPUT_SHAPE),
+    "dtype": "float32",
+    "range": [0.0, 1.0],
+    "polarity": "white ink on black",
+    "centring": "MNIST: digit scaled to fit a 20x20 box, centred by its centre of mass in 28x28",
+    "from_image_bytes": "flaskService.preprocess.preprocess_image",
+}
+OUTPUT_CONTRACT = {"shape": [NUM_CLASSES], "meaning": "softmax probabilities of digits 0..9"}
+
+
+def sha256_of(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def save_model(model, path):
+    """HDF5 (what the service loads), written beside the target and renamed into place."""
+    partial = path.with_name(f".{path.stem}.partial.h5")  # Keras picks the format by suffix.
+    model.save(partial, include_optimizer=False)
+    os.replace(partial, path)
+
+
+def write_card(path, card):
+    path.write_text(json.dumps(card, indent=2) + "\n")
+
+
+"""
+## Command line
+"""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit status 2), like our own errors."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+def non_negative_int(text):
+    value = int(text)
+    if value < 0:
+        raise ValueError(text)
+    return value
+
+
+# argparse names the type in its message: "invalid positive integer value: '0'".
+positive_int.__name__ = "positive integer"
+non_negative_int.__name__ = "non-negative integer"
+
+
+def parse_args(argv=None):
+    parser = ArgumentParser(
+        prog="train.py",
+        description="Train the digit classifier and write model.h5, model.json, history.png "
+        "and confusion.png.",
+    )
+    parser.add_argument(
+        "--data", type=Path, metavar="PATH",
+        help="mnist .npz (x_train, y_train, x_test, y_test) or folder of digit sub-folders 0..9 "
+        "(default: download MNIST with keras.datasets)",
+    )
+    parser.add_argument("--arch", choices=sorted(ARCHITECTURES), default="compact",
+                        help="network: compact (ours, default) or seed (the original 2020 one)")
+    parser.add_argument("--epochs", type=positive_int, default=EPOCHS,
+                        help=f"maximum epochs (default {EPOCHS})")
+    parser.add_argument("--batch-size", type=positive_int, default=BATCH_SIZE,
+                        help=f"images per training step (default {BATCH_SIZE})")
+    parser.add_argument("--limit", type=positive_int, metavar="N",
+                        help="use only the first N training images (quick runs)")
+    parser.add_argument("--seed", type=non_negative_int, default=1,
+                        help="seed for splits, shuffling, initialisation, augmentation (default 1)")
+    parser.add_argument("--no-augment", dest="augment", action="store_false",
+                        help="train on the images as they are")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "flaskService", metavar="DIR",
+                        help="output folder (default: flaskService/, the shipped model)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_args(argv)
+    try:
+        run(args, command=shlex.join(["python", "modelTrain/train.py", *argv]))
+    except InputError as error:
+        print(f"train.py: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def run(args, command):
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(f"--out {args.out}: {error.strerror}") from None
+
+    (x_train, y_train), (x_test, y_test), data = load_data(args.data, args.seed)
+    if args.limit:
+        x_train, y_train = x_train[: args.limit], y_train[: args.limit]
+    if len(y_train) < 10:
+        raise InputError(f"only {len(y_train)} training images; at least 10 are needed")
+    if not len(y_test):
+        raise InputError(f"{args.data}: no test images; give each digit at least 3 images")
+    train_data, validation_data = split_validation(x_train, y_train, VALIDATION_FRACTION, args.seed)
+    data.update(train=len(train_data[1]), validation=len(validation_data[1]), test=len(y_test))
+    print(f"data: {data}")
+
+    import keras
+    import tensorflow as tf
+
+    # Same seed, same model: seeded initialisation, splits, shuffling and augmentation, and
+    # TensorFlow's deterministic kernels (multi-threaded reductions otherwise vary run to run).
+    keras.utils.set_random_seed(args.seed)
+    tf.config.experimental.enable_op_determinism()
+    model = ARCHITECTURES[args.arch]()
+    model.summary()
+
+    started = time.monotonic()
+    history, best_epoch = train(
+        model, train_data, validation_data, args.epochs, args.batch_size, args.augment, args.seed
+    )
+    training_seconds = round(time.monotonic() - started, 1)
+
+    validation = evaluate(model, *validation_data)
+    test = evaluate(model, x_test, y_test)
+    latency = measure_latency(model)
+    print(
+        f"validation accuracy {validation['accuracy']:.4f}, test accuracy {test['accuracy']:.4f} "
+        f"({test['images']} images), LiteRT {latency['median_ms']} ms/image"
+    )
+
+    model_path = args.out / "model.h5"
+    save_model(model, model_path)
+    digest = sha256_of(model_path)
+    card = {
+        "name": "digit-classifier",
+        "version": digest[:12],
+        "sha256": digest,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "framework": {"keras": keras.__version__, "tensorflow": tf.__version__},
+        "architecture": {
+            "name": args.arch,
+            "parameters": model.count_params(),
+            "multiply_adds": multiply_adds(model),
+        },
+        "input": INPUT_CONTRACT,
+        "output": OUTPUT_CONTRACT,
+        "data": {**data, "limit": args.limit},
+        "training": {
+            "command": command,
+            "epochs": args.epochs,
+            "epochs_run": len(history["loss"]),
+            "best_epoch": best_epoch,
+            "batch_size": args.batch_size,
+            "optimizer": f"adam, {PEAK_LEARNING_RATE} peak, 1 epoch warm-up, cosine decay",
+            "early_stopping": f"val_loss, patience {PATIENCE}, best epoch restored",
+            "augmentation": {
+                "rotation_degrees": ROTATION_DEGREES,
+                "shift_fraction": SHIFT_FRACTION,
+                "zoom_fraction": ZOOM_FRACTION,
+            } if args.augment else None,
+            "seed": args.seed,
+            "seconds": training_seconds,
+            "history": {key: [round(v, 5) for v in values] for key, values in history.items()},
+        },
+        "validation": {key: validation[key] for key in ("images", "accuracy", "loss")},
+        "test": test,
+        "latency": latency,
+    }
+    write_card(args.out / "model.json", card)
+    plot_history(history, best_epoch, args.out / "history.png")
+    plot_confusion(
+        test["confusion_matrix"], args.out / "confusion.png",
+        f"{args.arch} {card['version']}: test accuracy {test['accuracy']:.2%}",
+    )
+    print(f"wrote {model_path} (version {card['version']}), model.json, history.png, "
+          f"confusion.png to {args.out}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
