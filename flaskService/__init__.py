@@ -5,7 +5,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from . import api, config, errors, health, selfcheck
+from . import api, auth, config, errors, health, logs, metrics, openapi, page, selfcheck, v2
 from .predictor import Predictor
 
 log = logging.getLogger(__name__)
@@ -30,8 +30,13 @@ def create_app(test_config=None):
     if test_config is not None:
         app.config.from_mapping(test_config)
     errors.register(app)
+    auth.register(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(page.bp)
+    app.register_blueprint(v2.bp)
+    app.register_blueprint(openapi.bp)
+    logs.register(app)
 
     readiness = app.extensions["readiness"] = Readiness()
     # Tests hand in one predictor for the whole session instead of reloading the model per app.
@@ -40,6 +45,7 @@ def create_app(test_config=None):
     predictor.warm_up()
     app.extensions["predictor"] = predictor
     app.extensions["model_card"] = _model_card(app.config["MODEL_PATH"])
+    metrics.register(app)
     readiness.set(selfcheck.run(predictor))
     if not readiness.ready:
         log.error(readiness.reason)

@@ -4,7 +4,7 @@ import base64
 import numpy as np
 from flask import Blueprint, current_app, request
 
-from . import payload
+from . import metrics, payload
 from .preprocess import encode_png
 
 bp = Blueprint("api", __name__)
@@ -13,9 +13,12 @@ bp = Blueprint("api", __name__)
 @bp.post("/predict")
 def predict():
     config = current_app.config
-    images = payload.read(request, config["MAX_IMAGES"], config["MAX_PIXELS"])
+    with metrics.stage("preprocess"):
+        images = payload.read(request, config["MAX_IMAGES"], config["MAX_PIXELS"])
     predictor = current_app.extensions["predictor"]
-    probabilities = predictor.predict(np.stack(images.arrays))
+    with metrics.stage("inference"):
+        probabilities = predictor.predict(np.stack(images.arrays))
+    metrics.record_digits(probabilities.argmax(axis=1))
     debug = request.args.get("debug") in ("1", "true")
     results = [_prediction(p, a if debug else None) for p, a in zip(probabilities, images.arrays)]
     model = {"name": predictor.name, "version": predictor.version}

@@ -46,6 +46,8 @@ SETTINGS = {
     "INFERENCE_BACKEND": ("auto", _choice("auto", "litert", "keras"),
                           "auto: LiteRT, falling back to Keras if the model cannot be converted"),
     "API_KEYS": ((), _keys, "comma-separated keys; when set, /predict and V2 infer require one"),
+    "METRICS_API_KEYS": ((), _keys,
+                         "comma-separated keys; when set, /metrics requires one (API_KEYS do not open it)"),
 }
 
 

@@ -8,19 +8,22 @@ Every error the service answers with, whether raised by our code (`ApiError`), b
 import logging
 
 from flask import jsonify
+from gunicorn.http.errors import ParseException as BodyParseError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
-    """An error a client caused (or, for 503, should retry): carries status, code and message."""
+    """An error a client caused (or, for 503, should retry): carries status, code, message and any
+    headers the status calls for (WWW-Authenticate on 401, ...)."""
 
-    def __init__(self, status, code, message):
+    def __init__(self, status, code, message, headers=None):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers or {}
 
 
 # Werkzeug's own exceptions carry only a status; give each a stable machine code.
@@ -41,7 +44,7 @@ def error_body(status, code, message):
 
 
 def _api_error(e):
-    return error_body(e.status, e.code, e.message), e.status
+    return error_body(e.status, e.code, e.message), e.status, e.headers
 
 
 def _http_error(e):
@@ -57,6 +60,12 @@ def _http_error(e):
     return response
 
 
+def _malformed_body(e):
+    # gunicorn parses a chunked body only as the app reads it, and raises its own errors, which
+    # Werkzeug does not turn into a 400 as it does a read that fails with OSError.
+    return error_body(400, "malformed_body", "The request body's chunked encoding is malformed."), 400
+
+
 def _unhandled(e):
     # A bug, never the client's fault: log the traceback, answer without it.
     log.exception("unhandled error")
@@ -67,4 +76,5 @@ def _unhandled(e):
 def register(app):
     app.register_error_handler(ApiError, _api_error)
     app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(BodyParseError, _malformed_body)
     app.register_error_handler(Exception, _unhandled)

@@ -1,11 +1,16 @@
 """gunicorn settings for the service: `gunicorn -c flaskService/gunicorn.conf.py`.
 
-Every worker imports TensorFlow and loads the model itself: TensorFlow is not fork-safe, so the
-app is never preloaded in the master (no `preload_app`). The master only checks, before forking,
-that the configuration and the model file are usable, and stops with one line if not.
+Every worker loads the model itself: TensorFlow is not fork-safe, so the app is never preloaded in
+the master (no `preload_app`). The master only checks, before forking, that the configuration and
+the model file are usable, and stops with one line if not; then it has a child process convert
+the model to LiteRT once, so the workers load that without importing TensorFlow at all.
 """
+import glob
 import os
+import shutil
+import signal
 import sys
+import tempfile
 
 # One thread each for TensorFlow and BLAS per worker: gunicorn already runs one worker per core,
 # and more threads per worker would only make workers fight over the same cores. Set before any
@@ -36,15 +41,70 @@ loglevel = os.environ.get("LOG_LEVEL", "info")
 limit_request_line = 8190
 limit_request_fields = 100
 limit_request_field_size = 8190
+# gunicorn 27 opens a control socket under $HOME by default; containers run with no usable HOME.
+control_socket_disable = True
 
 
 def on_starting(server):
     """Fail fast, before any worker starts, with one clear line instead of a traceback per worker."""
+    _choose_metrics_dir()  # first: prometheus_client picks its storage once, when first imported
     from flaskService.config import ConfigError, from_environment
     from flaskService.model import ModelLoadError, check_model_file
+    from flaskService.predictor import convert_once
 
     try:
-        check_model_file(from_environment()["MODEL_PATH"])
+        settings = from_environment()
+        check_model_file(settings["MODEL_PATH"])
     except (ConfigError, ModelLoadError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
+    # Once, in a child process: workers then load the LiteRT model without importing TensorFlow.
+    convert_once(settings["MODEL_PATH"], settings["INFERENCE_BACKEND"])
+    _empty_metrics_dir()
+
+
+def post_worker_init(worker):
+    """On SIGTERM a worker first turns its readiness to 503, then gunicorn drains it: no new
+    connections, in-flight requests finish (within graceful_timeout), and a request that arrives on
+    a kept-alive connection meanwhile is still answered -- with the 503, a load balancer's probe."""
+    readiness = worker.wsgi.extensions["readiness"]
+
+    def stop(signum, frame):
+        readiness.set("shutting down")
+        worker.handle_exit(signum, frame)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
+# prometheus_client multiprocess mode: every worker writes its metrics to files in one directory and
+# /metrics sums them, so a scrape counts all workers whichever one answers it.
+_own_metrics_dir = None
+
+
+def _choose_metrics_dir():
+    """PROMETHEUS_MULTIPROC_DIR if set, else one named after this master (in memory when possible),
+    so two servers on one machine never mix their counts."""
+    global _own_metrics_dir
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        base = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
+        _own_metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.path.join(base, f"prometheus-{os.getpid()}")
+
+
+def _empty_metrics_dir():
+    """Create the directory, or empty it: counts left from an earlier run would add to this one's."""
+    path = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    os.makedirs(path, exist_ok=True)
+    for name in glob.glob(os.path.join(path, "*.db")):
+        os.remove(name)
+
+
+def child_exit(server, worker):
+    """Drop the dead worker's live gauges; its counters stay, so totals never go down."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if _own_metrics_dir:
+        shutil.rmtree(_own_metrics_dir, ignore_errors=True)

@@ -5,10 +5,11 @@ sent), a raw image body, or JSON (`image`, `images`, `pixels`). Anything else is
 """
 import base64
 import binascii
-import json
 import re
 
 import numpy as np
+import orjson
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from . import preprocess
 from .errors import ApiError
@@ -36,9 +37,9 @@ def read(request, max_images, max_pixels):
     if mimetype in ("multipart/form-data", "application/x-www-form-urlencoded"):
         items, is_list = _from_form(request)
     elif mimetype in IMAGE_TYPES:
-        items, is_list = [request.get_data()], False
+        items, is_list = [_body(request)], False
     elif mimetype == "application/json" or mimetype.endswith("+json"):
-        items, is_list = _from_json(request.get_data())
+        items, is_list = _from_json(_body(request), max_images)
     elif mimetype.startswith("image/"):
         raise ApiError(415, "unsupported_image_format",
                        f"{mimetype} is not supported; send PNG, JPEG, GIF, BMP or WebP.")
@@ -48,8 +49,7 @@ def read(request, max_images, max_pixels):
                        "or JSON with 'image', 'images' or 'pixels'.")
     if not items:
         raise ApiError(400, "no_image", "The request holds no image.")
-    if len(items) > max_images:
-        raise ApiError(413, "too_many_images", f"{len(items)} images in one request; the limit is {max_images}.")
+    _check_count(len(items), max_images)
     arrays = []
     for index, item in enumerate(items):
         try:
@@ -77,17 +77,40 @@ def _mnist_image(data, max_pixels):
     return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
 
 
+def _body(request):
+    """The whole body, or 413. Werkzeug stops reading a chunked body (no Content-Length) silently at
+    MAX_CONTENT_LENGTH; without this check its first 4 MiB would be parsed as if they were all of it."""
+    data = request.get_data()
+    limit = request.max_content_length
+    if request.content_length is None and limit is not None and len(data) >= limit:
+        if request.environ["wsgi.input"].read(1):
+            raise RequestEntityTooLarge()
+    return data
+
+
 def _from_form(request):
+    if request.mimetype == "application/x-www-form-urlencoded":
+        # Werkzeug bounds only multipart forms by MAX_FORM_PARTS; 4 MiB of "&&&..." would be two
+        # million fields and seconds of parsing. The body is cached, so the form is parsed from it.
+        if _body(request).count(b"&") >= request.max_form_parts:
+            raise RequestEntityTooLarge()
     files = [f for field in FIELDS for f in request.files.getlist(field)]
     texts = [t for field in FIELDS for t in request.form.getlist(field)]
     items = [f.read() for f in files] + [decode_base64(t) for t in texts]
     return items, len(items) > 1
 
 
-def _from_json(body):
+def _check_count(count, max_images):
+    if count > max_images:
+        raise ApiError(413, "too_many_images", f"{count} images in one request; the limit is {max_images}.")
+
+
+def _from_json(body, max_images):
     try:
-        document = json.loads(body)
-    except (ValueError, RecursionError):  # RecursionError: nesting deeper than any real payload
+        # orjson: a 256-digit pixel batch parses in ~1.5 ms instead of ~7; it also refuses NaN and
+        # nesting deeper than 1024, which the standard library lets through or overflows on.
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
         raise ApiError(400, "invalid_json", "The body is not valid JSON.")
     if not isinstance(document, dict):
         raise ApiError(400, "invalid_json", "The JSON body must be an object with 'image', 'images' or 'pixels'.")
@@ -100,6 +123,7 @@ def _from_json(body):
     if keys[0] == "images":
         if not isinstance(value, list):
             raise ApiError(400, "invalid_json", "'images' must be a list of base64 strings or data URLs.")
+        _check_count(len(value), max_images)  # before decoding: 4 MiB hold 700,000 tiny strings
         return [_image_string(v) for v in value], True
     # pixels: one 28x28 array, or a list of them (a 3-level nesting, or a list of flat 784s)
     if _is_list_of_arrays(value):

@@ -1,19 +1,27 @@
 """The model behind the API: (N, 28, 28) float32 arrays in, (N, 10) probabilities out.
 
 Keras's `predict` is built for large batches and spends tens of milliseconds per call on overhead,
-so each worker converts the loaded model once to LiteRT (TFLite), whose interpreter answers one
-digit in microseconds. If a model cannot be converted, Keras serves it, with a warning in the log.
+so the loaded model is converted once to LiteRT (TFLite), whose interpreter answers one digit in
+microseconds. If a model cannot be converted, Keras serves it, with a warning in the log.
+
+The conversion is cached by the model file's sha256 (under the temp directory), and gunicorn's
+master makes it before forking (`convert_once`): a worker that finds it never imports TensorFlow,
+which alone costs ~600 MB RSS and seconds of CPU per worker.
 """
 import contextlib
 import hashlib
 import io
 import logging
+import os
+import subprocess
+import sys
+import tempfile
 import threading
 from pathlib import Path
 
 import numpy as np
 
-from .model import load_model
+from .model import check_model_file, load_model
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +33,8 @@ BATCH_SIZES = (1, 4, 16, 64, 256)
 class Predictor:
     """Holds one model and the fastest way this machine has to run it."""
 
-    def __init__(self, model, name="mnist", version="unknown", sha256=None, backend="auto"):
+    def __init__(self, model, name="mnist", version="unknown", sha256=None, backend="auto", tflite=None):
+        """`model`: the Keras model, or None when `tflite` (its conversion) is given."""
         self.model = model
         self.name = name
         self.version = version
@@ -33,7 +42,10 @@ class Predictor:
         self._interpreters = {}
         self._lock = threading.Lock()  # a LiteRT interpreter serves one call at a time
         self.backend = "keras"
-        if backend in ("auto", "litert"):
+        if tflite is not None:
+            self._tflite = tflite
+            self.backend = "litert"
+        elif backend in ("auto", "litert"):
             try:
                 self._tflite = _to_tflite(model)
                 self.backend = "litert"
@@ -44,11 +56,22 @@ class Predictor:
 
     @classmethod
     def from_path(cls, path, backend="auto"):
-        path = Path(path)
-        model = load_model(path)
+        path = check_model_file(path)
         sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
-        return cls(model, name=path.stem if path.stem != "model" else "mnist",
-                   version=sha256[:12], sha256=sha256, backend=backend)
+        card = {"name": path.stem if path.stem != "model" else "mnist", "version": sha256[:12], "sha256": sha256,
+                "backend": backend}
+        cache = _cache_path(sha256)
+        if backend != "keras" and cache is not None and cache.is_file():
+            cached = cls(None, tflite=cache.read_bytes(), **card)
+            try:
+                cached._interpreter(1)
+                return cached
+            except Exception as e:  # a truncated or foreign file: convert again, as if it were not there
+                log.warning("ignoring the cached LiteRT model %s: %s", cache, e)
+        predictor = cls(load_model(path), **card)
+        if predictor.backend == "litert" and cache is not None:
+            _store(cache, predictor._tflite)
+        return predictor
 
     def predict(self, images):
         """(N, 28, 28) or (N, 28, 28, 1) float32 in [0, 1] -> (N, 10) float32 probabilities."""
@@ -89,6 +112,48 @@ class Predictor:
         """Build every interpreter and run each once, so the first requests are as fast as the rest."""
         for size in BATCH_SIZES if self.backend == "litert" else (1,):
             self.predict(np.zeros((size, 28, 28), np.float32))
+
+
+def convert_once(path, backend="auto"):
+    """Convert the model in a child process (TensorFlow is not fork-safe, so gunicorn's master must
+    not import it) and cache the result for the workers. A failure only costs the workers the time
+    to try again themselves, so it is logged, never raised."""
+    cache = _cache_path(hashlib.sha256(Path(path).read_bytes()).hexdigest())
+    if backend == "keras" or cache is None or cache.is_file():
+        return
+    convert = "import sys; from flaskService.predictor import Predictor; Predictor.from_path(sys.argv[1], 'litert')"
+    try:
+        done = subprocess.run([sys.executable, "-c", convert, str(Path(path).resolve())], capture_output=True,
+                              text=True, cwd=Path(__file__).resolve().parent.parent, timeout=300)
+        failure = done.returncode and (done.stderr.strip().splitlines() or ["no output"])[-1]
+    except subprocess.TimeoutExpired:
+        failure = "took more than 300 s"
+    if failure:
+        log.warning("converting %s ahead of the workers failed; each worker will try: %s", path, failure)
+
+
+def _cache_path(sha256):
+    """Where the conversion of the model with this sha256 is kept, or None: no directory of our own
+    can be made under the temp directory (read-only), or the one there is not only ours to write."""
+    directory = Path(tempfile.gettempdir()) / f"flaskService-{os.getuid()}"
+    try:
+        directory.mkdir(mode=0o700, exist_ok=True)
+        owner = directory.stat()
+    except OSError:
+        return None
+    if owner.st_uid != os.getuid() or owner.st_mode & 0o022:  # anyone else could plant a model there
+        return None
+    return directory / f"{sha256}.tflite"
+
+
+def _store(cache, tflite):
+    """Write atomically: workers converting at the same time each rename a whole file."""
+    try:
+        partial = cache.with_suffix(f".{os.getpid()}.partial")
+        partial.write_bytes(tflite)
+        partial.replace(cache)
+    except OSError as e:
+        log.info("cannot cache the LiteRT model in %s: %s", cache.parent, e)
 
 
 def _to_tflite(model):

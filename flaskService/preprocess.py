@@ -22,12 +22,14 @@ CENTRE = 14.0  # ... and puts its centre of mass here (measured on the MNIST tra
 
 ALLOWED_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
 DEFAULT_MAX_PIXELS = 16_000_000
+MAX_ASPECT = 50  # longest side over shortest; a tall "1" on a wide strip of paper is under 10
 
 # Photos are decoded at most this large on their longest side: the digit ends up 20 px tall, so
 # more pixels only cost time and memory (a 16 MP RGBA image is 256 MB as float32).
 WORK_SIZE = 640
 MIN_CONTRAST = 0.12  # below this, the image holds nothing that differs from its background
 DENOISE_MIN_SIDE = 64  # below this, strokes are too thin to smooth (MNIST-sized input)
+CLEAN_PAPER = 6  # the paper's own variation (90th percentile, of 255) up to which it needs no cleaning
 TRIM = 0.002  # share of the ink mass cut from each side when finding the digit's extent
 
 # Signatures of formats people try that we do not decode: answered 415, not "not an image".
@@ -66,6 +68,10 @@ def decode_image(data, max_pixels=DEFAULT_MAX_PIXELS):
         raise ApiError(413, "too_many_pixels",
                        f"The image is {width}x{height} = {width * height / 1e6:.1f} megapixels; "
                        f"the limit is {max_pixels / 1e6:.0f} megapixels.")
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        # Nothing this narrow holds a digit, and a 1 x 16,000,000 PNG takes seconds to decode.
+        raise ApiError(422, "implausible_image",
+                       f"The image is {width}x{height}; no digit fits in an image this narrow.")
     try:
         # JPEG can decode straight at 1/2, 1/4 or 1/8 scale: big photos cost a fraction to read.
         image.draft(image.mode, (WORK_SIZE, WORK_SIZE))
@@ -102,14 +108,16 @@ def ink_from_image(image):
         image.thumbnail((WORK_SIZE, WORK_SIZE), Image.Resampling.BOX)
     if image.mode in ("LA", "RGBA"):
         alpha = image.getchannel("A")
-        see_through = alpha.getextrema()[0] < 128
-        if see_through and sum(alpha.histogram()[128:]) < 0.5 * image.width * image.height:
-            # Strokes on a see-through canvas: whatever their colour, the ink is what is opaque.
-            return _normalise_ink(alpha)
         image = image.convert(image.mode[:-1])
-        if see_through:
-            # A picture with see-through margins: fill them with the picture's own paper colour.
-            image = Image.composite(image, Image.new(image.mode, image.size, _paper_colour(image, alpha)), alpha)
+        if alpha.getextrema()[0] < 128:
+            # See-through pixels: lay the image on a paper of our choosing, then read it like any
+            # other. Strokes on a see-through canvas go on a paper that contrasts with their colour,
+            # so their soft edges (in alpha or in grey levels) are kept; a picture with see-through
+            # margins goes on its own paper colour.
+            opaque = alpha.point(lambda a: 255 if a >= 128 else 0)
+            canvas = sum(opaque.histogram()[255:]) < 0.5 * image.width * image.height
+            paper = _contrasting(image, opaque) if canvas else _paper_colour(image, opaque)
+            image = Image.composite(image, Image.new(image.mode, image.size, paper), alpha)
 
     # Ink is whatever differs from the paper, so dark-on-light, light-on-dark and coloured pens
     # all come out as bright ink on black, with no polarity guess to get wrong.
@@ -117,9 +125,10 @@ def ink_from_image(image):
     if difference.mode == "RGB":
         red, green, blue = difference.split()
         difference = ImageChops.lighter(ImageChops.lighter(red, green), blue)
-    if min(difference.size) >= DENOISE_MIN_SIDE:
-        # Photos and scans: soften sensor noise and JPEG speckle (strokes here are several pixels
-        # wide), then take out uneven lighting, which shows up as a slow haze across the page.
+    if min(difference.size) >= DENOISE_MIN_SIDE and _percentile(_frame_histogram(difference), 0.9) > CLEAN_PAPER:
+        # Photos and scans, whose paper is not one flat colour: soften sensor noise and JPEG
+        # speckle (strokes here are several pixels wide), then take out uneven lighting, which
+        # shows up as a slow haze across the page. Clean drawings skip both and keep sharp strokes.
         difference = difference.filter(ImageFilter.BoxBlur(1))
         difference = ImageChops.subtract(difference, _haze(difference))
     return _normalise_ink(difference)
@@ -141,19 +150,34 @@ def _common_mode(image):
 
 def _paper_colour(image, mask=None):
     """The background colour: per band, the median of the image's outer frame, which ink rarely
-    fills (or, with a mask, the median of the masked-in pixels)."""
-    if mask is not None:
-        histogram = np.asarray(image.histogram(mask.point(lambda a: 255 if a >= 128 else 0)), np.int64)
-    else:
-        w, h = image.size
-        k = max(1, min(w, h) // 16)
-        frame = ((0, 0, w, k), (0, h - k, w, h), (0, k, k, h - k), (w - k, k, w, h - k))
-        if min(w, h) <= 2 * k:  # too small to have a frame: the whole image is its frame
-            frame = ((0, 0, w, h),)
-        histogram = sum(np.asarray(image.crop(box).histogram(), np.int64) for box in frame)
-    bands = histogram.reshape(-1, 256).cumsum(axis=1)
-    median = tuple(int(np.searchsorted(band, band[-1] / 2)) for band in bands)
+    fills (or, with a 0/255 mask, the median of the masked-in pixels)."""
+    histogram = np.asarray(image.histogram(mask), np.int64) if mask is not None else _frame_histogram(image)
+    median = tuple(_percentile(band, 0.5) for band in histogram.reshape(-1, 256))
     return median[0] if len(median) == 1 else median
+
+
+def _frame_histogram(image):
+    """Histogram (256 per band) of the image's outer frame, 1/16 of its shorter side wide."""
+    w, h = image.size
+    k = max(1, min(w, h) // 16)
+    frame = ((0, 0, w, k), (0, h - k, w, h), (0, k, k, h - k), (w - k, k, w, h - k))
+    if min(w, h) <= 2 * k:  # too small to have a frame: the whole image is its frame
+        frame = ((0, 0, w, h),)
+    return sum(np.asarray(image.crop(box).histogram(), np.int64) for box in frame)
+
+
+def _percentile(histogram, fraction):
+    """The level below which `fraction` of a 256-bin histogram's pixels lie."""
+    cumulative = np.cumsum(histogram)
+    return int(np.searchsorted(cumulative, fraction * cumulative[-1]))
+
+
+def _contrasting(image, opaque):
+    """White paper if any of the opaque strokes are dark (their darkest tenth), else black: then
+    both solid ink and soft edges that fade towards the old background stand out from it."""
+    dark = _percentile(image.convert("L").histogram(opaque), 0.1) < 128
+    white = 255 if dark else 0
+    return white if image.mode == "L" else (white,) * 3
 
 
 def _haze(difference):
@@ -171,16 +195,14 @@ def _normalise_ink(difference):
     if peak < MIN_CONTRAST * 255:
         raise _blank()
     threshold = _otsu(histogram)
-    below = np.cumsum(histogram[: threshold + 1])
     # The paper's own noise: the level under which 99% of the background pixels lie, capped at half
     # the ink threshold so the soft edges of strokes survive.
-    floor = min(int(np.searchsorted(below, 0.99 * below[-1])), threshold // 2)
-    above = np.cumsum(histogram[threshold + 1:])
-    if above[-1] == 0:
+    floor = min(_percentile(histogram[: threshold + 1], 0.99), threshold // 2)
+    if not histogram[threshold + 1:].any():
         raise _blank()
-    solid = threshold + 1 + int(np.searchsorted(above, 0.9 * above[-1]))
-    lut = np.clip((np.arange(256) - floor) * 255.0 / max(solid - floor, 1), 0, 255).round().astype(np.uint8)
-    return np.asarray(difference.point(lut.tolist()), dtype=np.float32) / 255.0
+    solid = threshold + 1 + _percentile(histogram[threshold + 1:], 0.9)
+    lut = np.clip((np.arange(256, dtype=np.float32) - floor) / max(solid - floor, 1), 0.0, 1.0)
+    return lut[np.asarray(difference)]
 
 
 def _otsu(histogram):
@@ -250,9 +272,10 @@ def pixels_to_array(pixels):
         raise ApiError(400, "invalid_pixels", "pixels must contain only numbers.")
     if array.size != SIZE * SIZE or array.shape not in ((SIZE, SIZE), (SIZE, SIZE, 1), (SIZE * SIZE,)):
         raise ApiError(400, "invalid_pixels", f"pixels must be 28x28 (or 784 values); got shape {list(array.shape)}.")
-    array = array.astype(np.float32).reshape(SIZE, SIZE)
+    array = array.reshape(SIZE, SIZE)
     if not np.isfinite(array).all() or array.min() < 0 or array.max() > 255:
         raise ApiError(400, "invalid_pixels", "pixel values must be finite, 0-255 (integers) or 0-1 (floats).")
+    array = array.astype(np.float32)
     return array / 255.0 if array.max() > 1.0 else array
 
 

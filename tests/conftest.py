@@ -15,6 +15,23 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 MODEL_PATH = ROOT / "flaskService" / "model.h5"
 
 
+# Debian's Chromium (Playwright's own browser download cannot run here), quiet and offline.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Chromium for the session (Playwright's sync API allows one driver per process)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
 @pytest.fixture(scope="session")
 def mnist():
     """The MNIST npz (MNIST_NPZ, else ../shared/data/mnist.npz) as a dict of arrays."""
@@ -94,9 +111,11 @@ class Server:
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
     """One real gunicorn (2 workers, the shipped model) shared by the tests that only send requests."""
-    running = Server(log_path=tmp_path_factory.mktemp("gunicorn") / "server.log").wait_ready()
-    yield running
-    running.stop()
+    running = Server(log_path=tmp_path_factory.mktemp("gunicorn") / "server.log")
+    try:
+        yield running.wait_ready()
+    finally:
+        running.stop()
 
 
 @pytest.fixture

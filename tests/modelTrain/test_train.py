@@ -104,6 +104,18 @@ def test_default_architecture_fits_the_budget():
     assert multiply_adds(model) <= 3_000_000
 
 
+def test_augmenter_is_seeded_and_keeps_the_input_contract(mnist):
+    """Augmented digits keep the model's input shape and [0, 1] range, are really distorted, and
+    one seed gives one sequence of distortions."""
+    from modelTrain.train import build_augmenter
+
+    x = mnist["x_train"][:64].astype("float32")[..., np.newaxis] / 255
+    first, again = (build_augmenter(seed=7)(x).numpy() for _ in range(2))
+    assert first.shape == x.shape and first.min() >= 0 and first.max() <= 1
+    np.testing.assert_array_equal(first, again)
+    assert np.abs(first - x).mean() > 0.01
+
+
 # Each image is drawn black on white, at its own size, in its own format: what people have.
 SIZES = ((28, 28), (64, 64), (150, 100), (37, 52), (300, 300))
 FORMATS = ("PNG", "JPEG", "BMP")

@@ -1,0 +1,54 @@
+"""Optional API keys: with API_KEYS set, predicting needs a key; with METRICS_API_KEYS set, /metrics does.
+
+A key arrives as `Authorization: Bearer <key>` or `X-API-Key: <key>`. Health, the page, the docs
+and the OpenAPI document stay open, so probes, people and tooling need no secret.
+"""
+import hmac
+import re
+
+from flask import current_app, request
+
+from .errors import ApiError
+
+# POST /predict and the Open Inference Protocol's infer routes (with or without a version).
+_PREDICT = re.compile(r"/predict|/v2/models/[^/]+(/versions/[^/]+)?/infer")
+
+
+def register(app):
+    app.before_request(_require_key)
+
+
+def _require_key():
+    if request.method == "POST" and _PREDICT.fullmatch(request.path):
+        keys = current_app.config["API_KEYS"]
+    elif request.path == "/metrics":
+        keys = current_app.config["METRICS_API_KEYS"]
+    else:
+        return
+    if not keys:
+        return
+    presented = _presented_key()
+    if presented is None:
+        raise _unauthorized("This endpoint needs an API key: send 'Authorization: Bearer <key>' or "
+                            "'X-API-Key: <key>'.", None)
+    # Compare against every key, without stopping at a match, so timing says nothing about which.
+    matched = False
+    for key in keys:
+        matched |= hmac.compare_digest(presented, key.encode())
+    if not matched:
+        raise _unauthorized("The API key is not valid.", "invalid_token")
+
+
+def _presented_key():
+    """The key the client sent, as its raw bytes (WSGI headers are latin-1 text), or None."""
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip().encode("latin-1")
+    key = request.headers.get("X-API-Key", "").strip()
+    return key.encode("latin-1") if key else None
+
+
+def _unauthorized(message, error):
+    # RFC 6750: say which scheme the server expects and, when a key was sent, why it is refused.
+    challenge = 'Bearer realm="digits"' + (f', error="{error}"' if error else "")
+    return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": challenge})

@@ -1,0 +1,80 @@
+"""Request ids and the access log: one JSON line per request on stdout, for any log collector.
+
+    {"time": "2026-11-24T22:40:01.123Z", "request_id": "9f0c...", "method": "POST", "path": "/predict",
+     "status": 200, "duration_ms": 3.2, "digit": 7}
+
+A request that read several images carries "batch_size" instead of "digit". Every response
+carries X-Request-ID: the caller's, if it is a sane token (so a proxy's id follows the request
+through), else a new one.
+"""
+import json
+import logging
+import re
+import sys
+import time
+import uuid
+from datetime import datetime, timezone
+
+from flask import g, request
+
+HEADER = "X-Request-ID"
+# Ids end up in log lines and response headers: no spaces, quotes or control characters.
+_SANE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+access_log = logging.getLogger("flaskService.access")
+
+
+class _StdoutHandler(logging.StreamHandler):
+    """Writes to sys.stdout as it is when a line is written, not when the app was built (test
+    runners swap sys.stdout for each test)."""
+
+    def emit(self, record):
+        self.stream = sys.stdout
+        super().emit(record)
+
+
+def _configure_access_log():
+    # Our own handler, not the root logger's: the line must be bare JSON, and on stdout even when
+    # gunicorn sends its own log to stderr.
+    if not access_log.handlers:
+        handler = _StdoutHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        access_log.addHandler(handler)
+        access_log.setLevel(logging.INFO)
+        access_log.propagate = False
+
+
+def _start():
+    g.request_started = time.perf_counter()
+    supplied = request.headers.get(HEADER, "")
+    g.request_id = supplied if _SANE_ID.fullmatch(supplied) else uuid.uuid4().hex
+
+
+def _finish(response):
+    started = g.get("request_started", time.perf_counter())
+    request_id = g.get("request_id") or uuid.uuid4().hex
+    response.headers[HEADER] = request_id
+    line = {
+        "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "request_id": request_id,
+        "method": request.method,
+        "path": request.path,
+        "status": response.status_code,
+        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+    }
+    digits = g.get("digits")
+    if digits is not None:
+        if len(digits) == 1:
+            line["digit"] = digits[0]
+        else:
+            line["batch_size"] = len(digits)
+    access_log.info(json.dumps(line))
+    return response
+
+
+def register(app):
+    _configure_access_log()
+    # First of all before_request hooks, so the id and the clock exist even for a request that
+    # another hook (an API key check, say) turns away.
+    app.before_request_funcs.setdefault(None, []).insert(0, _start)
+    app.after_request(_finish)

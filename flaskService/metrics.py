@@ -1,0 +1,83 @@
+"""GET /metrics: Prometheus text format, summed over every gunicorn worker.
+
+Each worker counts in its own memory-mapped files under PROMETHEUS_MULTIPROC_DIR (gunicorn.conf.py
+creates and empties it before the workers start); a scrape, answered by any one worker, reads all
+of them. Without that variable (tests, `flask run`) the process's own registry is served.
+
+The metric objects live at module level because prometheus_client registers each name once per
+process; an app built twice (as the tests do) must share them.
+"""
+import os
+import time
+from contextlib import contextmanager
+
+from flask import Blueprint, Response, g, request
+from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram,
+                               generate_latest, multiprocess)
+
+bp = Blueprint("metrics", __name__)
+
+# Milliseconds to seconds: one digit takes microseconds to infer, a 256-image upload much longer.
+_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+REQUESTS = Counter("http_requests_total", "HTTP requests answered, by route, method and status",
+                   ("endpoint", "method", "status"))
+REQUEST_SECONDS = Histogram("http_request_duration_seconds", "Time to answer a request, by route",
+                            ("endpoint",), buckets=_BUCKETS)
+STAGE_SECONDS = Histogram(
+    "prediction_stage_duration_seconds",
+    "Time per prediction request in each stage: preprocess (reading and decoding the body, "
+    "preprocessing the images) and inference (the model)",
+    ("stage",), buckets=_BUCKETS)
+DIGITS = Counter("digit_predictions_total", "Digits read, by the digit the model answered", ("digit",))
+ERRORS = Counter("api_errors_total", "Error responses, by the machine-readable code in their body", ("code",))
+MODEL_INFO = Gauge("model_info", "The model this server answers with (always 1)",
+                   ("name", "version", "sha256", "backend"), multiprocess_mode="max")
+
+
+@bp.get("/metrics")
+def metrics():
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+
+@contextmanager
+def stage(name):
+    """Time one stage of a prediction (`preprocess` or `inference`); a stage that raises (a bad
+    request) is not a sample of how long the work takes, so it is not recorded."""
+    started = time.perf_counter()
+    yield
+    STAGE_SECONDS.labels(name).observe(time.perf_counter() - started)
+
+
+def record_digits(digits):
+    """Count the digits one request read; the access log (logs.py) reports them too."""
+    digits = [int(d) for d in digits]
+    for digit in digits:
+        DIGITS.labels(str(digit)).inc()
+    g.digits = digits
+
+
+def _record_request(response):
+    # The route's pattern, not the raw path: a scan of random URLs must not create a series per URL.
+    endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
+    REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
+    started = g.get("request_started")
+    if started is not None:
+        REQUEST_SECONDS.labels(endpoint).observe(time.perf_counter() - started)
+    if response.status_code >= 400 and response.is_json:
+        body = response.get_json(silent=True)
+        if isinstance(body, dict) and isinstance(body.get("code"), str):
+            ERRORS.labels(body["code"]).inc()
+    return response
+
+
+def register(app):
+    app.register_blueprint(bp)
+    app.after_request(_record_request)
+    predictor = app.extensions["predictor"]
+    MODEL_INFO.labels(predictor.name, predictor.version, predictor.sha256 or "", predictor.backend).set(1)

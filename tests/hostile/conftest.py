@@ -1,0 +1,71 @@
+"""Fixtures for the hostile suite: a real gunicorn, and MNIST test digits the shipped model reads clearly."""
+import time
+
+import numpy as np
+import pytest
+import requests
+
+from flaskService.preprocess import preprocess_image
+from tests.conftest import Server
+from tests.hostile import corpus
+
+SECONDS = 1.0  # every answer of the real server, right or refused, comes well within this
+PER_DIGIT = 3  # clear examples kept per digit: enough variety for the load test, cheap to pick
+CLEAR = 0.98  # "clear": the model gives the right digit at least this probability on the plain PNG
+
+
+def wait_ready(server, timeout=120):
+    """Server.wait_ready, also while the master has bound the port but no worker answers yet (a
+    connection then waits in the backlog and the probe times out instead of being refused)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return server.wait_ready(timeout=max(1.0, deadline - time.monotonic()))
+        except requests.Timeout:
+            if time.monotonic() > deadline:
+                raise
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory):
+    """One real gunicorn (2 workers, the shipped model, default limits) for the tests that only send requests."""
+    running = Server(log_path=tmp_path_factory.mktemp("hostile") / "service.log")
+    try:
+        yield wait_ready(running)
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="session")
+def clear_digits(mnist, predictor):
+    """{digit: [28x28 uint8 MNIST test images]}: ones the model reads right, sure, as a plain PNG page.
+    The model is being retrained; "predicted right" must not depend on its hardest digits."""
+    images, labels = mnist["x_test"][:1500], mnist["y_test"][:1500]
+    arrays = np.stack([preprocess_image(corpus.png_grey(image)[0]) for image in images])
+    probabilities = predictor.predict(arrays)
+    chosen = {}
+    for image, label, p in zip(images, labels, probabilities):
+        label = int(label)
+        if p.argmax() == label and p[label] >= CLEAR and len(chosen.setdefault(label, [])) < PER_DIGIT:
+            chosen[label].append(image)
+    assert all(len(chosen.get(d, [])) == PER_DIGIT for d in range(10)), "the model reads some digit poorly"
+    return chosen
+
+
+def assert_error(response, status, code=None):
+    """The response (from requests or Flask's test client) is the service's JSON error shape with
+    this status (and machine code, if given)."""
+    assert response.status_code == status, (response.status_code, response.text[:300])
+    body = response.json() if callable(response.json) else response.json
+    assert set(body) == {"error", "code", "status"}, body
+    assert body["status"] == status and isinstance(body["error"], str) and body["error"]
+    if code is not None:
+        assert body["code"] == code, body
+
+
+def post(service, **kwargs):
+    """POST /predict to the real server, which must answer within SECONDS."""
+    started = time.monotonic()
+    response = requests.post(service.url + "/predict", timeout=10, **kwargs)
+    assert time.monotonic() - started < SECONDS, "answered too slowly"
+    return response
