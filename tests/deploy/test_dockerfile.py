@@ -156,7 +156,12 @@ def test_cmd_and_healthcheck_serve_predictions(fresh_venv, mnist, tmp_path):
     compose = yaml.safe_load(COMPOSE.read_text())["services"]["app"]
     deployment = yaml.safe_load(DEPLOYMENT.read_text())
     uid = re.search(r"^ARG UID=(\d+)$", DOCKERFILE.read_text(), re.MULTILINE).group(1)
-    prefix = as_in_the_image(uid, ROOT, fresh_venv)
+    # The image's /app: only what its COPY takes, where the image's user can read it (the checkout
+    # itself may sit in a directory private to whoever cloned it).
+    app_dir = fresh_venv.parent / "app"
+    if not app_dir.exists():
+        shutil.copytree(ROOT / "flaskService", app_dir / "flaskService", ignore=shutil.ignore_patterns("__pycache__"))
+    prefix = as_in_the_image(uid, app_dir, fresh_venv)
     port = free_port()
     # As `docker run -e`: loopback only here, one worker per container as compose and k8s set it.
     environment = {**image_environment(fresh_venv), "HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "1"}
@@ -164,12 +169,12 @@ def test_cmd_and_healthcheck_serve_predictions(fresh_venv, mnist, tmp_path):
         environment["HOME"] = "/nonexistent"  # the image's user has none
 
     def check_health():
-        return subprocess.run(healthcheck, cwd=ROOT, env=environment, capture_output=True,
+        return subprocess.run(healthcheck, cwd=app_dir, env=environment, capture_output=True,
                               timeout=check_timeout).returncode
 
     assert check_health() != 0  # nothing listens yet: unhealthy
     log = open(tmp_path / "gunicorn.log", "wb")
-    server = subprocess.Popen([*prefix, *cmd], cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen([*prefix, *cmd], cwd=app_dir, env=environment, stdout=log, stderr=subprocess.STDOUT)
     try:
         started, peak = time.monotonic(), 0
         while check_health() != 0:
