@@ -3,7 +3,9 @@ import json
 import logging
 from pathlib import Path
 
+import orjson
 from flask import Flask
+from flask.json.provider import JSONProvider
 
 from . import api, auth, config, errors, health, logs, metrics, openapi, page, selfcheck, v2
 from .predictor import Predictor
@@ -22,10 +24,22 @@ class Readiness:
         self.ready, self.reason = reason is None, reason
 
 
+class OrjsonProvider(JSONProvider):
+    """orjson for every JSON body Flask writes or reads: a 256-digit answer is serialised about ten
+    times faster than by the standard library (the V2 endpoints use orjson directly, for the same reason)."""
+
+    def dumps(self, obj, **kwargs):
+        return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+
+    def loads(self, s, **kwargs):
+        return orjson.loads(s)
+
+
 def create_app(test_config=None):
     """Defaults, then the environment, then `test_config`; the model is loaded and checked here,
     once per worker, so a worker that exists can answer."""
     app = Flask(__name__)
+    app.json = OrjsonProvider(app)
     app.config.from_mapping(config.from_environment())
     if test_config is not None:
         app.config.from_mapping(test_config)

@@ -17,7 +17,7 @@ def predict():
         images = payload.read(request, config["MAX_IMAGES"], config["MAX_PIXELS"])
     predictor = current_app.extensions["predictor"]
     with metrics.stage("inference"):
-        probabilities = predictor.predict(np.stack(images.arrays))
+        probabilities = predictor.predict(images.arrays)
     metrics.record_digits(probabilities.argmax(axis=1))
     debug = request.args.get("debug") in ("1", "true")
     results = [_prediction(p, a if debug else None) for p, a in zip(probabilities, images.arrays)]
