@@ -204,8 +204,8 @@ def _haze(difference):
 def _normalise_ink(difference):
     """8-bit difference from the paper -> ink in [0, 1]: the paper's noise floor to 0, solid ink to 1."""
     histogram = np.asarray(difference.histogram(), np.float64)
-    peak = np.flatnonzero(histogram)[-1]
-    if peak < MIN_CONTRAST * 255:
+    levels = np.flatnonzero(histogram)
+    if len(levels) < 2 or levels[-1] < MIN_CONTRAST * 255:  # one flat level, or too faint to be ink
         raise _blank()
     threshold = _otsu(histogram)
     # The paper's own noise: the level under which 99% of the background pixels lie, capped at half

@@ -237,3 +237,10 @@ def test_batch_centring_equals_one_by_one(mnist):
 def test_pixel_batch_scales_each_array_on_its_own(digit):
     batch = preprocess.pixel_batch([digit.tolist(), (digit / 255.0).tolist()])
     assert batch.shape == (2, 28, 28) and np.allclose(batch[0], batch[1]) and batch.max() == 1.0
+
+
+def test_uniformly_translucent_canvas_is_blank():
+    """A canvas whose every pixel is equally see-through holds no strokes (found by Hypothesis)."""
+    with pytest.raises(ApiError) as error:
+        preprocess.preprocess_image(encode(Image.new("LA", (40, 40), (0, 100))))
+    assert (error.value.status, error.value.code) == (422, "blank_image")
