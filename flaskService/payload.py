@@ -37,9 +37,9 @@ def read(request, max_images, max_pixels):
     if mimetype in ("multipart/form-data", "application/x-www-form-urlencoded"):
         items, is_list = _from_form(request)
     elif mimetype in IMAGE_TYPES:
-        items, is_list = [_body(request)], False
+        items, is_list = [whole_body(request)], False
     elif mimetype == "application/json" or mimetype.endswith("+json"):
-        items, is_list = _from_json(_body(request), max_images)
+        items, is_list = _from_json(whole_body(request), max_images)
     elif mimetype.startswith("image/"):
         raise ApiError(415, "unsupported_image_format",
                        f"{mimetype} is not supported; send PNG, JPEG, GIF, BMP or WebP.")
@@ -83,7 +83,7 @@ def _mnist_image(data, max_pixels):
     return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
 
 
-def _body(request):
+def whole_body(request):
     """The whole body, or 413. Werkzeug stops reading a chunked body (no Content-Length) silently at
     MAX_CONTENT_LENGTH; without this check its first 4 MiB would be parsed as if they were all of it."""
     data = request.get_data()
@@ -98,7 +98,7 @@ def _from_form(request):
     if request.mimetype == "application/x-www-form-urlencoded":
         # Werkzeug bounds only multipart forms by MAX_FORM_PARTS; 4 MiB of "&&&..." would be two
         # million fields and seconds of parsing. The body is cached, so the form is parsed from it.
-        if _body(request).count(b"&") >= request.max_form_parts:
+        if whole_body(request).count(b"&") >= request.max_form_parts:
             raise RequestEntityTooLarge()
     files = [f for field in FIELDS for f in request.files.getlist(field)]
     texts = [t for field in FIELDS for t in request.form.getlist(field)]

@@ -77,7 +77,7 @@ def model_ready(model_name, model_version=None):
 def infer(model_name, model_version=None):
     predictor = _model(model_name, model_version)
     with metrics.stage("preprocess"):
-        document, binary = _split_body(_decompressed(request.get_data()))
+        document, binary = _split_body(_decompressed(payload.whole_body(request)))
         images = _read_input(document, binary, current_app.config["MAX_IMAGES"], current_app.config["MAX_PIXELS"])
         wanted = _requested_outputs(document)
     with metrics.stage("inference"):

@@ -99,6 +99,13 @@ def test_chunked_body_over_max_content_length(service, content_type):
     assert_error(post(service, data=chunks, headers={"Content-Type": content_type}), 413, "payload_too_large")
 
 
+def test_chunked_v2_body_over_max_content_length(service):
+    chunks = (b"-" * MIB for _ in range(6))
+    response = requests.post(service.url + "/v2/models/mnist/infer", data=chunks,
+                             headers={"Content-Type": "application/json"}, timeout=10)
+    assert_error(response, 413, "payload_too_large")
+
+
 def test_chunked_body_under_max_content_length_is_read(service, clear_digits):
     data = corpus.png_grey(clear_digits[3][0])[0]
     chunks = (data[i:i + 100] for i in range(0, len(data), 100))
