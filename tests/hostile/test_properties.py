@@ -2,6 +2,7 @@
 [0, 1] or a 4xx ApiError, and /predict answers any JSON with a 2xx or the JSON error shape, never a 5xx."""
 import io
 import json
+import os
 
 import numpy as np
 import pytest
@@ -15,7 +16,10 @@ from flaskService.errors import ApiError
 from flaskService.preprocess import preprocess_image, preprocess_pixels
 from tests.hostile import corpus
 
-PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Locally every run explores new examples; in CI the examples are fixed, so a landing never hangs on
+# a draw of luck (a counterexample found locally becomes a test of its own).
+PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+                    derandomize=os.environ.get("CI") == "true")
 
 
 def assert_array_or_client_error(compute, allowed_codes=None):
