@@ -7,7 +7,7 @@ Every error the service answers with, whether raised by our code (`ApiError`), b
 """
 import logging
 
-from flask import jsonify
+from flask import g, jsonify
 from gunicorn.http.errors import ParseException as BodyParseError
 from werkzeug.exceptions import HTTPException
 
@@ -40,6 +40,7 @@ _HTTP_CODES = {
 
 
 def error_body(status, code, message):
+    g.error_code = code  # for the error counter (metrics.py), without parsing the body back
     return {"error": message, "code": code, "status": status}
 
 

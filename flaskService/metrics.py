@@ -69,10 +69,9 @@ def _record_request(response):
     started = g.get("request_started")
     if started is not None:
         REQUEST_SECONDS.labels(endpoint).observe(time.perf_counter() - started)
-    if response.status_code >= 400 and response.is_json:
-        body = response.get_json(silent=True)
-        if isinstance(body, dict) and isinstance(body.get("code"), str):
-            ERRORS.labels(body["code"]).inc()
+    code = g.get("error_code")
+    if code is not None:
+        ERRORS.labels(code).inc()
     return response
 
 

@@ -159,10 +159,7 @@ def _split_body(body):
                            f"{HEADER_LENGTH} must be the length of the JSON header, 1-{len(body)} bytes; "
                            f"got {length!r}.")
         header, binary = body[:int(length)], body[int(length):]
-    try:
-        document = orjson.loads(header)
-    except orjson.JSONDecodeError:
-        raise ApiError(400, "invalid_json", "The inference request is not valid JSON.")
+    document = payload.parse_json(header, "The inference request is not valid JSON.")
     if not isinstance(document, dict):
         raise ApiError(400, "invalid_request", "The inference request must be a JSON object.")
     if "id" in document and not isinstance(document["id"], str):
