@@ -60,6 +60,20 @@ def client(app):
     return app.test_client()
 
 
+def child_pids(pid):
+    """The pids of a process's live children, from every process's parent in /proc (the kernel's
+    own children list can omit live children while another child is exiting)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):  # it exited while we looked
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.add(int(stat.parent.name))
+    return found
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -92,6 +106,15 @@ class Server:
                 pass
             time.sleep(0.2)
         raise RuntimeError(f"gunicorn not ready after {timeout}s; log: {self.log_text()}")
+
+    def workers(self, expected=None, timeout=10):
+        """The master's worker pids; with `expected`, waits (up to `timeout` s) until there are that many."""
+        deadline = time.monotonic() + timeout
+        found = child_pids(self.process.pid)
+        while expected is not None and len(found) != expected and time.monotonic() < deadline:
+            time.sleep(0.05)
+            found = child_pids(self.process.pid)
+        return found
 
     def log_text(self):
         return Path(self.log_path).read_text(errors="replace") if self.log_path else "(not kept)"

@@ -18,7 +18,7 @@ import requests
 import yaml
 from PIL import Image
 
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, child_pids, free_port
 
 DOCKERFILE = ROOT / "dockerFlaskService" / "Dockerfile"
 COMPOSE = ROOT / "dockerFlaskService" / "docker-compose.yml"
@@ -70,8 +70,7 @@ def tree_rss(pid):
     each process, so an upper bound); 0 for a process that is gone or a zombie."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
-        children = [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
-                    for child in (task / "children").read_text().split()]
+        children = child_pids(pid)
     except (FileNotFoundError, ProcessLookupError):
         return 0
     rss = re.search(r"VmRSS:\s+(\d+) kB", status)

@@ -270,9 +270,7 @@ def under_load(proxy, digits, at, action, total=400, clients=4):
 
 def kill_instance(server):
     """SIGKILL gunicorn's master and workers at once, as when a container or its node dies."""
-    pid = server.process.pid
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    for victim in [pid, *map(int, children)]:
+    for victim in [server.process.pid, *server.workers()]:
         os.kill(victim, signal.SIGKILL)
 
 
