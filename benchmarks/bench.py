@@ -9,6 +9,10 @@ gives the workers' CPU time per request, which other load on the machine hardly 
 figures go to benchmarks/results.json and, as a table for the README, benchmarks/results.md (both
 rewritten by every run, so not committed).
 
+A shared machine's speed drifts by tens of percent within a minute, so single uploads are measured
+in rounds: each round runs the ceiling, the original and the service back to back, ratios are taken
+within a round, and the table gives the median over rounds of every figure.
+
 `--quick` runs every row for a second with one worker each, so the test suite can check that the
 script still works; its figures mean nothing.
 """
@@ -255,7 +259,8 @@ def machine():
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="1 s per row, 1 worker: checks the script, not the speed")
-    parser.add_argument("--seconds", type=int, help="length of each wrk run (default 10, quick 1)")
+    parser.add_argument("--seconds", type=int, help="length of each wrk run (default 5, quick 1)")
+    parser.add_argument("--rounds", type=int, help="rounds of the single-upload rows (default 3, quick 1)")
     parser.add_argument("--connections", type=int, default=8, help="connections for single uploads (default 8)")
     parser.add_argument("--batch-connections", type=int, default=2, help="connections for 256-digit batches (default 2)")
     parser.add_argument("--workers", type=int, help="WEB_CONCURRENCY for every server (default: the config's, quick 1)")
@@ -264,7 +269,8 @@ def main(argv=None):
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results.json",
                         help="where the JSON goes; the markdown table goes next to it as .md")
     args = parser.parse_args(argv)
-    seconds = args.seconds or (1 if args.quick else 10)
+    seconds = args.seconds or (1 if args.quick else 5)
+    rounds = args.rounds or (1 if args.quick else 3)
     workers = args.workers or (1 if args.quick else int(os.environ.get("WEB_CONCURRENCY", os.cpu_count() or 1)))
     warmup = 0 if args.quick else 2
     gunicorn_args = [*(["--worker-class", args.worker_class] if args.worker_class else []),
@@ -273,7 +279,7 @@ def main(argv=None):
 
     digits = mnist_digits()
     results = {"machine": machine(), "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-               "settings": {"seconds": seconds, "connections": args.connections,
+               "settings": {"seconds": seconds, "rounds": rounds, "connections": args.connections,
                             "batch_connections": args.batch_connections, "workers": workers,
                             "gunicorn_args": gunicorn_args, "quick": args.quick},
                "servers": {}, "rows": []}
@@ -303,12 +309,13 @@ def main(argv=None):
             for server in servers.values():
                 server.wait_ready()
 
-            def measure(label, server, path, body, connections, digits_per_request=1):
+            def measure(label, server, path, body, connections, digits_per_request=1, seconds=seconds, warm=True):
+                """One wrk run -> a row of figures."""
                 body_path, content_type = body
                 status, answer = http(server.url + path, body_path.read_bytes(), content_type)
                 if status != 200:
                     raise RuntimeError(f"{label}: {server.name} answered {status}: {answer[:300]!r}")
-                if warmup:
+                if warm and warmup:
                     run_wrk(wrk, script, server.url + path, body_path, content_type, connections, warmup)
                 cpu_before = server.cpu_ticks()
                 row = {"name": label, "server": server.name, "path": path, "connections": connections,
@@ -320,33 +327,42 @@ def main(argv=None):
                 row["worker_cpu_ms_per_request"] = round(cpu_ms / max(1, row["requests"]), 3)
                 if digits_per_request > 1:
                     row["digits_per_s"] = round(row["requests_per_s"] * digits_per_request)
-                results["rows"].append(row)
                 print(f"  {label:<52} {row['requests_per_s']:>9.1f} req/s  p50 {row['p50_ms']:.2f} ms"
                       f"  p99 {row['p99_ms']:.2f} ms  worker CPU {row['worker_cpu_ms_per_request']:.2f} ms/request",
                       file=sys.stderr, flush=True)
                 return row
 
-            for upload, body in uploads.items():
-                ceiling = measure(f"Flask ceiling, {upload}", servers["ceiling"], "/predict", body, args.connections)
-                original = measure(f"original approach, {upload}", servers["original"], "/predict", body,
-                                   args.connections)
-                ours = measure(f"/predict, {upload}", servers["service"], "/predict", body, args.connections)
-                for row in (ceiling, original, ours):
-                    row["vs_ceiling"] = round(row["requests_per_s"] / ceiling["requests_per_s"], 3)
-                    row["vs_original"] = round(row["requests_per_s"] / original["requests_per_s"], 1)
+            runs = {}  # label -> one row per round
+            for round_number in range(rounds):
+                print(f"round {round_number + 1} of {rounds}", file=sys.stderr, flush=True)
+                for upload, body in uploads.items():
+                    trio = [measure(f"{title}, {upload}", servers[name], "/predict", body, args.connections,
+                                    warm=round_number == 0)
+                            for title, name in (("Flask ceiling", "ceiling"), ("original approach", "original"),
+                                                ("/predict", "service"))]
+                    ceiling, original = trio[0]["requests_per_s"], trio[1]["requests_per_s"]
+                    for row in trio:
+                        row["vs_ceiling"] = round(row["requests_per_s"] / ceiling, 3)
+                        row["vs_original"] = round(row["requests_per_s"] / original, 1)
+                        runs.setdefault(row["name"], []).append(row)
+            results["rows"] += [median_row(rows) for rows in runs.values()]
 
             batch = digits[1:1 + BATCH]
             service = servers["service"]
             pixels = body_file("pixels.json", pixels_json(batch))
-            measure(f"/predict JSON pixels, {BATCH} digits", service, "/predict", pixels, args.batch_connections,
-                    BATCH)
-            measure(f"/predict JSON pixels, {BATCH} digits, preprocess=none", service, "/predict?preprocess=none",
-                    pixels, args.batch_connections, BATCH)
+            # Batches are compared with nothing, so they need no rounds: one run as long as all the rounds.
+            batch_seconds = seconds * rounds
+            results["rows"].append(measure(f"/predict JSON pixels, {BATCH} digits", service, "/predict", pixels,
+                                           args.batch_connections, BATCH, batch_seconds))
+            results["rows"].append(measure(f"/predict JSON pixels, {BATCH} digits, preprocess=none", service,
+                                           "/predict?preprocess=none", pixels, args.batch_connections, BATCH,
+                                           batch_seconds))
             status, metadata = http(service.url + V2_MODEL)
             if status == 200:
                 input_name = json.loads(metadata)["inputs"][0]["name"]
-                measure(f"V2 infer JSON FP32, {BATCH} digits", service, V2_MODEL + "/infer",
-                        body_file("v2.json", v2_json(batch, input_name)), args.batch_connections, BATCH)
+                results["rows"].append(measure(f"V2 infer JSON FP32, {BATCH} digits", service, V2_MODEL + "/infer",
+                                               body_file("v2.json", v2_json(batch, input_name)),
+                                               args.batch_connections, BATCH, batch_seconds))
             else:
                 results["v2"] = f"not measured: GET {V2_MODEL} answered {status}"
 
@@ -371,6 +387,18 @@ def main(argv=None):
     return results
 
 
+def median_row(rows):
+    """The rounds of one scenario -> one row: the median of every figure, the sums of the counts,
+    and each round's requests/s."""
+    row = dict(rows[0])
+    for key in ("requests_per_s", "p50_ms", "p99_ms", "worker_cpu_ms_per_request", "vs_ceiling", "vs_original"):
+        row[key] = round(float(np.median([r[key] for r in rows])), 3)
+    for key in ("requests", "ok", "errors"):
+        row[key] = sum(r[key] for r in rows)
+    row["rounds_requests_per_s"] = [r["requests_per_s"] for r in rows]
+    return row
+
+
 def table(results):
     """The run as the markdown the README shows: one table, then the machine and start-up figures."""
     lines = ["| Scenario | Conns | Requests/s | Digits/s | p50 ms | p99 ms | × ceiling | × original "
@@ -385,7 +413,8 @@ def table(results):
     lines += ["", f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB; {m['os']}, Python {m['python']}; "
               f"load average {m['load_average_before'][0]} before, {m['load_average_after'][0]} after. "
               f"{s['workers']} workers per server "
-              f"{' '.join(s['gunicorn_args']) or '(flaskService/gunicorn.conf.py)'}, wrk {s['seconds']} s per row, "
+              f"{' '.join(s['gunicorn_args']) or '(flaskService/gunicorn.conf.py)'}; single uploads: median of "
+              f"{s['rounds']} rounds of {s['seconds']} s, batches: {s['seconds'] * s['rounds']} s; "
               f"{results['started']}."]
     for name, server in results["servers"].items():
         lines.append(f"- {name}: first worker ready {server['ready_s']:.1f} s after start, all {server['all_ready_s']:.1f} s; "

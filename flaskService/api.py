@@ -14,7 +14,8 @@ bp = Blueprint("api", __name__)
 def predict():
     config = current_app.config
     with metrics.stage("preprocess"):
-        images = payload.read(request, config["MAX_IMAGES"], config["MAX_PIXELS"])
+        # The request itself, not Flask's thread-local proxy to it: payload reads it a dozen times.
+        images = payload.read(request._get_current_object(), config["MAX_IMAGES"], config["MAX_PIXELS"])
     predictor = current_app.extensions["predictor"]
     with metrics.stage("inference"):
         probabilities = predictor.predict(images.arrays)

@@ -22,10 +22,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up 
 wsgi_app = "flaskService:create_app()"
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '5000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", os.cpu_count() or 1))
-# Threads let a worker keep connections alive and read a slow upload while another thread
-# computes; inference itself is short and serialised per worker.
+# Threads let a worker keep connections alive and read an upload while another thread computes.
+# Two, not more: a request is pure CPU under one GIL, so more threads only interleave requests and
+# stretch each one's latency (p99 doubled with 4 or 8 in benchmarks/bench.py) for no more
+# throughput. Slow clients are nginx's to absorb (it buffers whole requests before passing them on).
 worker_class = "gthread"
-threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+threads = int(os.environ.get("GUNICORN_THREADS", "2"))
 keepalive = 5
 timeout = 30  # a request takes milliseconds; 30 s means a stuck worker, which is then replaced
 graceful_timeout = 20  # on SIGTERM, in-flight requests get this long to finish

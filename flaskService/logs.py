@@ -1,13 +1,12 @@
 """Request ids and the access log: one JSON line per request on stdout, for any log collector.
 
-    {"time": "2026-11-24T22:40:01.123Z", "request_id": "9f0c...", "method": "POST", "path": "/predict",
-     "status": 200, "duration_ms": 3.2, "digit": 7}
+    {"time":"2026-11-24T22:40:01.123Z","request_id":"9f0c...","method":"POST","path":"/predict",
+     "status":200,"duration_ms":3.2,"digit":7}
 
 A request that read several images carries "batch_size" instead of "digit". Every response
 carries X-Request-ID: the caller's, if it is a sane token (so a proxy's id follows the request
 through), else a new one.
 """
-import json
 import logging
 import re
 import sys
@@ -15,6 +14,7 @@ import time
 import uuid
 from datetime import datetime, timezone
 
+import orjson
 from flask import g, request
 
 HEADER = "X-Request-ID"
@@ -54,11 +54,12 @@ def _finish(response):
     started = g.get("request_started", time.perf_counter())
     request_id = g.get("request_id") or uuid.uuid4().hex
     response.headers[HEADER] = request_id
+    current = request._get_current_object()  # not the thread-local proxy, on every request
     line = {
         "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "request_id": request_id,
-        "method": request.method,
-        "path": request.path,
+        "method": current.method,
+        "path": current.path,
         "status": response.status_code,
         "duration_ms": round((time.perf_counter() - started) * 1000, 3),
     }
@@ -68,7 +69,7 @@ def _finish(response):
             line["digit"] = digits[0]
         else:
             line["batch_size"] = len(digits)
-    access_log.info(json.dumps(line))
+    access_log.info(orjson.dumps(line).decode())
     return response
 
 

@@ -64,8 +64,9 @@ def record_digits(digits):
 
 def _record_request(response):
     # The route's pattern, not the raw path: a scan of random URLs must not create a series per URL.
-    endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
-    REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
+    current = request._get_current_object()  # not the thread-local proxy, on every request
+    endpoint = current.url_rule.rule if current.url_rule is not None else "unmatched"
+    REQUESTS.labels(endpoint, current.method, str(response.status_code)).inc()
     started = g.get("request_started")
     if started is not None:
         REQUEST_SECONDS.labels(endpoint).observe(time.perf_counter() - started)

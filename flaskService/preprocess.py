@@ -108,18 +108,20 @@ def ink_from_image(image):
         image.thumbnail((WORK_SIZE, WORK_SIZE), Image.Resampling.BOX)
     if image.mode in ("LA", "RGBA"):
         alpha = image.getchannel("A")
-        image = image.convert(image.mode[:-1])
-        if alpha.getextrema()[0] < 128:
+        if alpha.getextrema()[0] >= 128:
+            image = image.convert(image.mode[:-1])
+        else:
             # See-through pixels: lay the image on a paper of our choosing, then read it like any
             # other. Strokes on a see-through canvas go on a paper that contrasts with their colour,
             # so their soft edges (in alpha or in grey levels) are kept; a picture with see-through
             # margins goes on its own paper colour.
             opaque = alpha.point(_OPAQUE)
-            canvas = sum(opaque.histogram()[255:]) < 0.5 * image.width * image.height
+            canvas = opaque.histogram()[255] < 0.5 * image.width * image.height
             if canvas and _one_colour(image, opaque):
                 # Strokes of one colour (what a drawing canvas exports): the ink is the opacity,
                 # exactly what compositing on a contrasting paper would give, at a fraction of the cost.
                 return _normalise_ink(alpha)
+            image = image.convert(image.mode[:-1])
             paper = _contrasting(image, opaque) if canvas else _paper_colour(image, opaque)
             image = Image.composite(image, Image.new(image.mode, image.size, paper), alpha)
 
@@ -164,9 +166,14 @@ def _frame_histogram(image):
     """Histogram (256 per band) of the image's outer frame, 1/16 of its shorter side wide."""
     w, h = image.size
     k = max(1, min(w, h) // 16)
-    frame = ((0, 0, w, k), (0, h - k, w, h), (0, k, k, h - k), (w - k, k, w, h - k))
     if min(w, h) <= 2 * k:  # too small to have a frame: the whole image is its frame
-        frame = ((0, 0, w, h),)
+        return np.asarray(image.histogram(), np.int64)
+    if w * h <= 128 * 128:
+        # Small images (MNIST-sized uploads): the whole image's histogram less its inside's is two
+        # calls instead of eight, and the pixels are few.
+        return (np.asarray(image.histogram(), np.int64)
+                - np.asarray(image.crop((k, k, w - k, h - k)).histogram(), np.int64))
+    frame = ((0, 0, w, k), (0, h - k, w, h), (0, k, k, h - k), (w - k, k, w, h - k))
     return sum(np.asarray(image.crop(box).histogram(), np.int64) for box in frame)
 
 
@@ -180,9 +187,9 @@ _OPAQUE = [255 if a >= 128 else 0 for a in range(256)]  # alpha -> 0/255 mask of
 
 
 def _one_colour(image, opaque):
-    """Whether every opaque pixel has (nearly) the same colour, band by band."""
-    histogram = np.asarray(image.histogram(opaque)).reshape(-1, 256)
-    return all(np.ptp(np.flatnonzero(band)) <= 2 for band in histogram if band.any())
+    """Whether every opaque pixel of an LA or RGBA image has (nearly) the same colour, band by band."""
+    colour_bands = np.asarray(image.histogram(opaque)).reshape(-1, 256)[:-1]
+    return all(np.ptp(np.flatnonzero(band)) <= 2 for band in colour_bands if band.any())
 
 
 def _contrasting(image, opaque):
@@ -215,7 +222,8 @@ def _normalise_ink(difference):
         raise _blank()
     solid = threshold + 1 + _percentile(histogram[threshold + 1:], 0.9)
     lut = np.clip((np.arange(256, dtype=np.float32) - floor) / max(solid - floor, 1), 0.0, 1.0)
-    return lut[np.asarray(difference)]
+    # Only the box around every non-zero level can hold ink; a canvas is mostly empty around it.
+    return lut[np.asarray(difference.crop(difference.getbbox()))]
 
 
 def _otsu(histogram):
@@ -224,9 +232,9 @@ def _otsu(histogram):
     weight = np.cumsum(histogram)
     mass = np.cumsum(histogram * levels)
     total, total_mass = weight[-1], mass[-1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        between = (total_mass * weight - total * mass) ** 2 / (weight * (total - weight))
-    return int(np.nanargmax(between[:-1]))
+    # Where one class is empty the numerator is 0 too: those levels score 0, never the best split.
+    between = (total_mass * weight - total * mass) ** 2 / np.maximum(weight * (total - weight), 1e-9)
+    return int(np.argmax(between[:-1]))
 
 
 def centre_like_mnist(ink):

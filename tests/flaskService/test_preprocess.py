@@ -244,3 +244,20 @@ def test_uniformly_translucent_canvas_is_blank():
     with pytest.raises(ApiError) as error:
         preprocess.preprocess_image(encode(Image.new("LA", (40, 40), (0, 100))))
     assert (error.value.status, error.value.code) == (422, "blank_image")
+
+
+@pytest.mark.parametrize("size", [(28, 28), (40, 90), (127, 129), (640, 480)])
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+def test_paper_is_read_from_the_outer_frame_only(size, mode):
+    """The frame histogram (small images take a shortcut) counts exactly the pixels of the outer
+    frame, 1/16 of the shorter side wide, band by band."""
+    width, height = size
+    rng = np.random.default_rng(width * height)
+    pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels).convert(mode)
+    array = np.asarray(image).reshape(height, width, -1)
+    k = max(1, min(size) // 16)
+    inside = np.zeros((height, width), bool)
+    inside[k:height - k, k:width - k] = True
+    expected = np.concatenate([np.bincount(array[..., band][~inside], minlength=256) for band in range(array.shape[2])])
+    assert np.array_equal(preprocess._frame_histogram(image), expected)
