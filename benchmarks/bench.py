@@ -9,9 +9,11 @@ gives the workers' CPU time per request, which other load on the machine hardly 
 figures go to benchmarks/results.json and, as a table for the README, benchmarks/results.md (both
 rewritten by every run, so not committed).
 
-A shared machine's speed drifts by tens of percent within a minute, so single uploads are measured
-in rounds: each round runs the ceiling, the original and the service back to back, ratios are taken
-within a round, and the table gives the median over rounds of every figure.
+A shared machine's speed drifts by tens of percent within a minute, and with only 8 keep-alive
+connections gunicorn's workers sometimes split them unevenly (the worker that wakes first accepts
+them all, and the other idles for the whole run). So single uploads are measured in rounds: each
+round runs the ceiling, the original and the service back to back, ratios are taken within a round,
+and the table gives the median over rounds of every figure; results.json keeps every round.
 
 `--quick` runs every row for a second with one worker each, so the test suite can check that the
 script still works; its figures mean nothing.
@@ -259,8 +261,8 @@ def machine():
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="1 s per row, 1 worker: checks the script, not the speed")
-    parser.add_argument("--seconds", type=int, help="length of each wrk run (default 5, quick 1)")
-    parser.add_argument("--rounds", type=int, help="rounds of the single-upload rows (default 3, quick 1)")
+    parser.add_argument("--seconds", type=int, help="length of each wrk run (default 4, quick 1)")
+    parser.add_argument("--rounds", type=int, help="rounds of the single-upload rows (default 5, quick 1)")
     parser.add_argument("--connections", type=int, default=8, help="connections for single uploads (default 8)")
     parser.add_argument("--batch-connections", type=int, default=2, help="connections for 256-digit batches (default 2)")
     parser.add_argument("--workers", type=int, help="WEB_CONCURRENCY for every server (default: the config's, quick 1)")
@@ -269,8 +271,8 @@ def main(argv=None):
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results.json",
                         help="where the JSON goes; the markdown table goes next to it as .md")
     args = parser.parse_args(argv)
-    seconds = args.seconds or (1 if args.quick else 5)
-    rounds = args.rounds or (1 if args.quick else 3)
+    seconds = args.seconds or (1 if args.quick else 4)
+    rounds = args.rounds or (1 if args.quick else 5)
     workers = args.workers or (1 if args.quick else int(os.environ.get("WEB_CONCURRENCY", os.cpu_count() or 1)))
     warmup = 0 if args.quick else 2
     gunicorn_args = [*(["--worker-class", args.worker_class] if args.worker_class else []),
@@ -279,7 +281,8 @@ def main(argv=None):
 
     digits = mnist_digits()
     results = {"machine": machine(), "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-               "settings": {"seconds": seconds, "rounds": rounds, "connections": args.connections,
+               "settings": {"seconds": seconds, "rounds": rounds, "batch_seconds": 3 * seconds,
+                            "connections": args.connections,
                             "batch_connections": args.batch_connections, "workers": workers,
                             "gunicorn_args": gunicorn_args, "quick": args.quick},
                "servers": {}, "rows": []}
@@ -350,8 +353,8 @@ def main(argv=None):
             batch = digits[1:1 + BATCH]
             service = servers["service"]
             pixels = body_file("pixels.json", pixels_json(batch))
-            # Batches are compared with nothing, so they need no rounds: one run as long as all the rounds.
-            batch_seconds = seconds * rounds
+            # Batches are compared with nothing, so they need no rounds: one longer run each.
+            batch_seconds = results["settings"]["batch_seconds"]
             results["rows"].append(measure(f"/predict JSON pixels, {BATCH} digits", service, "/predict", pixels,
                                            args.batch_connections, BATCH, batch_seconds))
             results["rows"].append(measure(f"/predict JSON pixels, {BATCH} digits, preprocess=none", service,
@@ -414,7 +417,7 @@ def table(results):
               f"load average {m['load_average_before'][0]} before, {m['load_average_after'][0]} after. "
               f"{s['workers']} workers per server "
               f"{' '.join(s['gunicorn_args']) or '(flaskService/gunicorn.conf.py)'}; single uploads: median of "
-              f"{s['rounds']} rounds of {s['seconds']} s, batches: {s['seconds'] * s['rounds']} s; "
+              f"{s['rounds']} rounds of {s['seconds']} s, batches: {s['batch_seconds']} s; "
               f"{results['started']}."]
     for name, server in results["servers"].items():
         lines.append(f"- {name}: first worker ready {server['ready_s']:.1f} s after start, all {server['all_ready_s']:.1f} s; "
