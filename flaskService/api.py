@@ -1,7 +1,6 @@
 """POST /predict: the request's images -> digits, as JSON."""
 import base64
 
-import numpy as np
 from flask import Blueprint, current_app, request
 
 from . import metrics, payload
@@ -19,17 +18,18 @@ def predict():
     predictor = current_app.extensions["predictor"]
     with metrics.stage("inference"):
         probabilities = predictor.predict(images.arrays)
-    metrics.record_digits(probabilities.argmax(axis=1))
+    digits = probabilities.argmax(axis=1)
+    metrics.record_digits(digits)
     debug = request.args.get("debug") in ("1", "true")
-    results = [_prediction(p, a if debug else None) for p, a in zip(probabilities, images.arrays)]
+    results = [_prediction(d, p, a if debug else None) for d, p, a in zip(digits, probabilities, images.arrays)]
     model = {"name": predictor.name, "version": predictor.version}
     if images.is_list:
         return {"predictions": results, "model": model}
     return {**results[0], "model": model}
 
 
-def _prediction(probabilities, array):
-    digit = int(np.argmax(probabilities))
+def _prediction(digit, probabilities, array):
+    digit = int(digit)
     result = {"digit": digit, "confidence": float(probabilities[digit]),
               "probabilities": [float(p) for p in probabilities]}
     if array is not None:

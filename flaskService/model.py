@@ -1,4 +1,5 @@
 """The one model loader: a path to a .h5 (Keras 3 or Keras 2) or .keras file in, a Keras model out."""
+import hashlib
 import json
 import zipfile
 from pathlib import Path
@@ -12,6 +13,11 @@ class ModelLoadError(Exception):
 
 INPUT_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
+
+
+def sha256_of(path):
+    """The model file's sha256 (hex): its identity in the cache, the model card and the API's version."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def load_model(path):

@@ -62,8 +62,6 @@ _ERROR_MEANINGS = {
     503: "This worker is not ready (the model is loading or failed its self-check).",
 }
 
-_DIGIT_IMAGE = {"type": "string", "contentMediaType": "image/png",
-                "description": "An image of one digit: any size, ink of any colour on a plain background."}
 _PROBABILITIES = {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 1},
                   "minItems": 10, "maxItems": 10, "description": "One probability per digit 0-9."}
 
@@ -145,17 +143,12 @@ _V2_INFER = {
 }
 
 
-def _v2_get(summary, schema, *statuses, parameters=()):
-    operation = {"tags": ["v2"], "summary": summary,
+def _get(tag, summary, schema, *statuses, parameters=()):
+    operation = {"tags": [tag], "summary": summary,
                  "responses": {"200": {"description": "OK", "content": _json(schema)}, **_errors(*statuses)}}
     if parameters:
         operation["parameters"] = list(parameters)
     return {"get": operation}
-
-
-def _simple_get(tag, summary, schema, *statuses):
-    return {"get": {"tags": [tag], "summary": summary,
-                    "responses": {"200": {"description": "OK", "content": _json(schema)}, **_errors(*statuses)}}}
 
 
 _TENSOR_METADATA = {"type": "object", "required": ["name", "datatype", "shape"], "properties": {
@@ -255,21 +248,21 @@ PATHS = {
         "tags": ["page"], "summary": "The drawing page: draw a digit, see what the model reads",
         "responses": {"200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}}}},
     "/predict": _PREDICT,
-    "/health/live": _simple_get("health", "Liveness: the process answers", _ref("Status"), 500),
-    "/health/ready": _simple_get("health", "Readiness: the model is loaded and passed its self-check",
+    "/health/live": _get("health", "Liveness: the process answers", _ref("Status"), 500),
+    "/health/ready": _get("health", "Readiness: the model is loaded and passed its self-check",
                                  _ref("Status"), 500, 503),
-    "/model": _simple_get("health", "The model being served and its card", _ref("ModelCard"), 500),
-    "/v2": _v2_get("Server metadata", _ref("V2ServerMetadata"), 500),
-    "/v2/health/live": _v2_get("Server live", _ref("V2Live"), 500),
-    "/v2/health/ready": _v2_get("Server ready", _ref("V2Ready"), 500, 503),
-    "/v2/models/{model_name}": _v2_get("Model metadata", _ref("V2ModelMetadata"), 404, 500,
-                                       parameters=[_MODEL_NAME]),
-    "/v2/models/{model_name}/versions/{model_version}": _v2_get(
-        "Model metadata, one version", _ref("V2ModelMetadata"), 404, 500, parameters=[_MODEL_NAME, _MODEL_VERSION]),
-    "/v2/models/{model_name}/ready": _v2_get("Model ready", _ref("V2ModelReady"), 404, 500, 503,
-                                             parameters=[_MODEL_NAME]),
-    "/v2/models/{model_name}/versions/{model_version}/ready": _v2_get(
-        "Model ready, one version", _ref("V2ModelReady"), 404, 500, 503, parameters=[_MODEL_NAME, _MODEL_VERSION]),
+    "/model": _get("health", "The model being served and its card", _ref("ModelCard"), 500),
+    "/v2": _get("v2", "Server metadata", _ref("V2ServerMetadata"), 500),
+    "/v2/health/live": _get("v2", "Server live", _ref("V2Live"), 500),
+    "/v2/health/ready": _get("v2", "Server ready", _ref("V2Ready"), 500, 503),
+    "/v2/models/{model_name}": _get("v2", "Model metadata", _ref("V2ModelMetadata"), 404, 500,
+                                    parameters=[_MODEL_NAME]),
+    "/v2/models/{model_name}/versions/{model_version}": _get(
+        "v2", "Model metadata, one version", _ref("V2ModelMetadata"), 404, 500, parameters=[_MODEL_NAME, _MODEL_VERSION]),
+    "/v2/models/{model_name}/ready": _get("v2", "Model ready", _ref("V2ModelReady"), 404, 500, 503,
+                                          parameters=[_MODEL_NAME]),
+    "/v2/models/{model_name}/versions/{model_version}/ready": _get(
+        "v2", "Model ready, one version", _ref("V2ModelReady"), 404, 500, 503, parameters=[_MODEL_NAME, _MODEL_VERSION]),
     "/v2/models/{model_name}/infer": _V2_INFER,
     "/v2/models/{model_name}/versions/{model_version}/infer": {"post": {
         **_V2_INFER["post"], "summary": "Open Inference Protocol (V2) inference, one version",

@@ -9,7 +9,6 @@ master makes it before forking (`convert_once`): a worker that finds it never im
 which alone costs ~600 MB RSS and seconds of CPU per worker.
 """
 import contextlib
-import hashlib
 import io
 import logging
 import os
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .model import check_model_file, load_model
+from .model import check_model_file, load_model, sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +46,7 @@ class Predictor:
             self.backend = "litert"
         elif backend in ("auto", "litert"):
             try:
-                self._tflite = _to_tflite(model)
+                self._tflite = to_tflite(model)
                 self.backend = "litert"
             except Exception as e:  # any converter failure: Keras still gives right answers
                 if backend == "litert":
@@ -57,7 +56,7 @@ class Predictor:
     @classmethod
     def from_path(cls, path, backend="auto"):
         path = check_model_file(path)
-        sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+        sha256 = sha256_of(path)
         card = {"name": path.stem if path.stem != "model" else "mnist", "version": sha256[:12], "sha256": sha256,
                 "backend": backend}
         cache = _cache_path(sha256)
@@ -118,7 +117,7 @@ def convert_once(path, backend="auto"):
     """Convert the model in a child process (TensorFlow is not fork-safe, so gunicorn's master must
     not import it) and cache the result for the workers. A failure only costs the workers the time
     to try again themselves, so it is logged, never raised."""
-    cache = _cache_path(hashlib.sha256(Path(path).read_bytes()).hexdigest())
+    cache = _cache_path(sha256_of(path))
     if backend == "keras" or cache is None or cache.is_file():
         return
     convert = "import sys; from flaskService.predictor import Predictor; Predictor.from_path(sys.argv[1], 'litert')"
@@ -156,7 +155,10 @@ def _store(cache, tflite):
         log.info("cannot cache the LiteRT model in %s: %s", cache.parent, e)
 
 
-def _to_tflite(model):
+def to_tflite(model):
+    """A Keras model -> LiteRT flatbuffer bytes. from_keras_model freezes the weights into constants
+    and folds batch normalisation into the convolutions (a converted tf.function keeps them as
+    variables and runs 5x slower)."""
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_keras_model(model)

@@ -12,7 +12,6 @@ Run from the repository root:
 `--data`, MNIST is downloaded.
 """
 
-import hashlib
 import sys
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from flaskService.model import ModelLoadError, check_model_file, load_model  # noqa: E402
+from flaskService.model import ModelLoadError, check_model_file, load_model, sha256_of  # noqa: E402
 from modelTrain.train import (  # noqa: E402
     DIGITS,
     ArgumentParser,
@@ -97,7 +96,7 @@ def run(args):
 
     model = load_model(args.model)
     results = evaluate(model, x, y)
-    version = hashlib.sha256(args.model.read_bytes()).hexdigest()[:12]
+    version = sha256_of(args.model)[:12]
     print_report(args.model, version, source, results)
     plot_confusion(
         results["confusion_matrix"], args.out,

@@ -19,10 +19,7 @@ exactly what it will be served. `--help` lists the rest.
 """
 
 import argparse
-import contextlib
 import datetime
-import hashlib
-import io
 import json
 import os
 import platform
@@ -49,8 +46,9 @@ sys.path.insert(0, str(REPO_ROOT))
 # stderr, and a mistyped option should fail at once with one line.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-NUM_CLASSES = 10
-INPUT_SHAPE = (28, 28, 1)
+from flaskService.model import INPUT_SHAPE, NUM_CLASSES, sha256_of  # noqa: E402  (the service's contract)
+from flaskService.predictor import to_tflite  # noqa: E402  (the conversion the service serves)
+
 DIGITS = [str(digit) for digit in range(NUM_CLASSES)]
 
 
@@ -401,14 +399,9 @@ LATENCY_RUNS = 2000
 
 def measure_latency(model, runs=LATENCY_RUNS):
     """Median milliseconds of one single-image LiteRT invoke() on one thread, float32 model."""
-    import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter
 
-    # from_keras_model freezes the weights into constants and folds batch normalisation into the
-    # convolutions; a converted tf.function keeps them as variables and runs 5x slower.
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    with contextlib.redirect_stdout(io.StringIO()):  # Keras's export lists every tensor spec.
-        flatbuffer = converter.convert()
+    flatbuffer = to_tflite(model)
     interpreter = Interpreter(model_content=flatbuffer, num_threads=1)
     interpreter.allocate_tensors()
     index = interpreter.get_input_details()[0]["index"]
@@ -504,10 +497,6 @@ INPUT_CONTRACT = {
     "from_image_bytes": "flaskService.preprocess.preprocess_image",
 }
 OUTPUT_CONTRACT = {"shape": [NUM_CLASSES], "meaning": "softmax probabilities of digits 0..9"}
-
-
-def sha256_of(path):
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def save_model(model, path):

@@ -94,7 +94,9 @@ class Server:
             [sys.executable, "-m", "gunicorn", "-c", "flaskService/gunicorn.conf.py"],
             cwd=ROOT, env=environment, stdout=self._log, stderr=subprocess.STDOUT)
 
-    def wait_ready(self, timeout=60):
+    def wait_ready(self, timeout=120):
+        """Until /health/ready says 200 (a busy two-core machine can take a minute to start several
+        servers at once); a probe refused or timed out (bound socket, no worker yet) is tried again."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -98,20 +98,6 @@ class Nginx:
             self.process.wait(timeout=10)
 
 
-def wait_ready(*servers, timeout=120):
-    """Server.wait_ready, also across a health request that timed out: the socket is bound (and
-    accepts) before a worker has loaded the model, which on a busy machine takes more than 1 s."""
-    deadline = time.monotonic() + timeout
-    for server in servers:
-        while True:
-            try:
-                server.wait_ready(timeout=max(1, deadline - time.monotonic()))
-                break
-            except requests.Timeout:
-                if time.monotonic() > deadline:
-                    raise
-    return list(servers)
-
 
 @pytest.fixture(scope="module")
 def backends(tmp_path_factory):
@@ -120,7 +106,7 @@ def backends(tmp_path_factory):
     directory = tmp_path_factory.mktemp("backends")
     started = [Server(workers=1, log_path=directory / f"gunicorn{i}.log") for i in range(2)]
     try:
-        yield wait_ready(*started)
+        yield [server.wait_ready() for server in started]
     finally:
         for server in started:
             server.stop()
@@ -281,10 +267,10 @@ def test_instance_killed_mid_load_loses_no_request_it_had_not_begun_answering(st
     instance and answered 200 with the right digit. What cannot be saved is a response the dead
     instance had begun: gunicorn writes the headers and the body separately, nginx relays the
     headers at once, and a kill between the two writes cuts the response off; nobody can retry it
-    then. Such cuts are allowed only as nginx logged them, at most one per gunicorn thread (4).
+    then. Such cuts are allowed only as nginx logged them, at most one per client (4).
     Once both instances are gone, nginx answers 502 in the JSON shape."""
     first, second = start_server(workers=1, wait=False), start_server(workers=1, wait=False)
-    wait_ready(first, second)
+    first.wait_ready(), second.wait_ready()
     proxy = nginx([first, second])
     total = 400
     results = under_load(proxy, digits, total // 3, lambda: kill_instance(first), total)
@@ -313,7 +299,7 @@ def test_instance_stopped_mid_load_loses_no_request(start_server, nginx, digits)
     """As a rolling update does: SIGTERM to one instance a third of the way through 400
     predictions; it drains and exits 0, and every request is answered 200 with the right digit."""
     first, second = start_server(workers=1, wait=False), start_server(workers=1, wait=False)
-    wait_ready(first, second)
+    first.wait_ready(), second.wait_ready()
     proxy = nginx([first, second])
     total = 400
     results = under_load(proxy, digits, total // 3, first.process.terminate, total)

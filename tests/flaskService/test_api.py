@@ -2,13 +2,14 @@
 import base64
 import io
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-SEED_CANVAS = Path(__file__).resolve().parents[3] / "shared" / "data" / "seed_canvas.jpeg"
+from tests.conftest import SHARED_DATA
+
+SEED_CANVAS = SHARED_DATA / "seed_canvas.jpeg"
 
 
 def png(array):

@@ -43,7 +43,7 @@ def _broken_converter(model):
 
 
 def test_failed_conversion_falls_back_to_keras_with_a_warning(predictor, keras_model, mnist, monkeypatch, caplog):
-    monkeypatch.setattr(predictor_module, "_to_tflite", _broken_converter)
+    monkeypatch.setattr(predictor_module, "to_tflite", _broken_converter)
     with caplog.at_level(logging.WARNING, logger="flaskService.predictor"):
         fallback = Predictor(keras_model)
     assert fallback.backend == "keras"
@@ -55,7 +55,7 @@ def test_failed_conversion_falls_back_to_keras_with_a_warning(predictor, keras_m
 
 def test_litert_required_but_unavailable_fails(keras_model, monkeypatch):
     """INFERENCE_BACKEND=litert means "fast or not at all": no silent fallback."""
-    monkeypatch.setattr(predictor_module, "_to_tflite", _broken_converter)
+    monkeypatch.setattr(predictor_module, "to_tflite", _broken_converter)
     with pytest.raises(RuntimeError, match="converter exploded"):
         Predictor(keras_model, backend="litert")
 

@@ -7,9 +7,10 @@ from PIL import Image, ImageDraw
 
 from flaskService import preprocess
 from flaskService.errors import ApiError
+from tests.conftest import SHARED_DATA
 from tests.renders import render
 
-SEED_CANVAS = preprocess.__file__.rsplit("/flaskService/", 1)[0] + "/../shared/data/seed_canvas.jpeg"
+SEED_CANVAS = SHARED_DATA / "seed_canvas.jpeg"
 
 
 def encode(image, fmt="PNG", **options):

@@ -6,7 +6,6 @@ import pytest
 import requests
 
 from flaskService.preprocess import preprocess_image
-from tests.conftest import Server
 from tests.hostile import corpus
 
 SECONDS = 1.0  # every answer of the real server, right or refused, comes well within this
@@ -14,26 +13,10 @@ PER_DIGIT = 3  # clear examples kept per digit: enough variety for the load test
 CLEAR = 0.98  # "clear": the model gives the right digit at least this probability on the plain PNG
 
 
-def wait_ready(server, timeout=120):
-    """Server.wait_ready, also while the master has bound the port but no worker answers yet (a
-    connection then waits in the backlog and the probe times out instead of being refused)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return server.wait_ready(timeout=max(1.0, deadline - time.monotonic()))
-        except requests.Timeout:
-            if time.monotonic() > deadline:
-                raise
-
-
 @pytest.fixture(scope="session")
-def service(tmp_path_factory):
-    """One real gunicorn (2 workers, the shipped model, default limits) for the tests that only send requests."""
-    running = Server(log_path=tmp_path_factory.mktemp("hostile") / "service.log")
-    try:
-        yield wait_ready(running)
-    finally:
-        running.stop()
+def service(server):
+    """The session's real gunicorn (2 workers, the shipped model, default limits): these tests only send requests."""
+    return server
 
 
 @pytest.fixture(scope="session")

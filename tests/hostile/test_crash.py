@@ -15,7 +15,7 @@ import requests
 
 from tests.conftest import Server
 from tests.hostile import corpus, load
-from tests.hostile.conftest import assert_error, wait_ready
+from tests.hostile.conftest import assert_error
 
 KEY = "crash-test-key"
 GRACEFUL_TIMEOUT = 20  # gunicorn.conf.py
@@ -27,7 +27,7 @@ def locked_server(tmp_path_factory):
     running = Server(env={"API_KEYS": f"{KEY},another-key"},
                      log_path=tmp_path_factory.mktemp("crash") / "server.log")
     try:
-        yield wait_ready(running)
+        yield running.wait_ready()
     finally:
         running.stop()
 
