@@ -108,19 +108,23 @@ def ink_from_image(image):
         image.thumbnail((WORK_SIZE, WORK_SIZE), Image.Resampling.BOX)
     if image.mode in ("LA", "RGBA"):
         alpha = image.getchannel("A")
-        if alpha.getextrema()[0] >= 128:
+        alpha_levels = alpha.histogram()  # one pass that answers three questions below
+        if not any(alpha_levels[:128]):  # every pixel is opaque
             image = image.convert(image.mode[:-1])
         else:
             # See-through pixels: lay the image on a paper of our choosing, then read it like any
             # other. Strokes on a see-through canvas go on a paper that contrasts with their colour,
             # so their soft edges (in alpha or in grey levels) are kept; a picture with see-through
             # margins goes on its own paper colour.
-            opaque = alpha.point(_OPAQUE)
-            canvas = opaque.histogram()[255] < 0.5 * image.width * image.height
-            if canvas and _one_colour(image, opaque):
+            opaque = alpha.convert("1", dither=Image.Dither.NONE)  # alpha >= 128, as a 0/255 mask
+            canvas = sum(alpha_levels[128:]) < 0.5 * image.width * image.height
+            ink_box = alpha.getbbox()  # every pixel that is not fully transparent
+            if ink_box is None:
+                raise _blank()
+            if canvas and _one_colour(image.crop(ink_box), opaque.crop(ink_box)):
                 # Strokes of one colour (what a drawing canvas exports): the ink is the opacity,
                 # exactly what compositing on a contrasting paper would give, at a fraction of the cost.
-                return _normalise_ink(alpha)
+                return _normalise_ink(alpha, alpha_levels)
             image = image.convert(image.mode[:-1])
             paper = _contrasting(image, opaque) if canvas else _paper_colour(image, opaque)
             image = Image.composite(image, Image.new(image.mode, image.size, paper), alpha)
@@ -183,9 +187,6 @@ def _percentile(histogram, fraction):
     return int(np.searchsorted(cumulative, fraction * cumulative[-1]))
 
 
-_OPAQUE = [255 if a >= 128 else 0 for a in range(256)]  # alpha -> 0/255 mask of the opaque pixels
-
-
 def _one_colour(image, opaque):
     """Whether every opaque pixel of an LA or RGBA image has (nearly) the same colour, band by band."""
     colour_bands = np.asarray(image.histogram(opaque)).reshape(-1, 256)[:-1]
@@ -208,9 +209,10 @@ def _haze(difference):
     return grid.resize(difference.size, Image.Resampling.BILINEAR)
 
 
-def _normalise_ink(difference):
-    """8-bit difference from the paper -> ink in [0, 1]: the paper's noise floor to 0, solid ink to 1."""
-    histogram = np.asarray(difference.histogram(), np.float64)
+def _normalise_ink(difference, histogram=None):
+    """8-bit difference from the paper (and its histogram, if already counted) -> ink in [0, 1]: the
+    paper's noise floor to 0, solid ink to 1."""
+    histogram = np.asarray(histogram or difference.histogram(), np.float64)
     levels = np.flatnonzero(histogram)
     if len(levels) < 2 or levels[-1] < MIN_CONTRAST * 255:  # one flat level, or too faint to be ink
         raise _blank()
