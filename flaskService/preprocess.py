@@ -76,7 +76,8 @@ def decode_image(data, max_pixels=DEFAULT_MAX_PIXELS):
         # JPEG can decode straight at 1/2, 1/4 or 1/8 scale: big photos cost a fraction to read.
         image.draft(image.mode, (WORK_SIZE, WORK_SIZE))
         image.load()
-        return ImageOps.exif_transpose(image)
+        ImageOps.exif_transpose(image, in_place=True)  # a copy of every upright image otherwise
+        return image
     except Exception:
         raise ApiError(400, "invalid_image",
                        f"The {image.format} image could not be decoded; it is truncated or corrupt.")
