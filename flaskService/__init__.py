@@ -8,6 +8,7 @@ from flask import Flask
 from flask.json.provider import JSONProvider
 
 from . import api, auth, config, errors, health, logs, metrics, openapi, page, selfcheck, v2
+from .errors import ApiError
 from .predictor import Predictor
 
 log = logging.getLogger(__name__)
@@ -22,6 +23,11 @@ class Readiness:
 
     def set(self, reason):
         self.ready, self.reason = reason is None, reason
+
+    def require(self):
+        """Raise 503 not_ready, saying why, unless this worker should get traffic."""
+        if not self.ready:
+            raise ApiError(503, "not_ready", self.reason)
 
 
 class OrjsonProvider(JSONProvider):

@@ -1,8 +1,6 @@
 """Liveness, readiness and the model card: what load balancers and operators ask the service."""
 from flask import Blueprint, current_app
 
-from .errors import ApiError
-
 bp = Blueprint("health", __name__)
 
 
@@ -13,9 +11,7 @@ def live():
 
 @bp.get("/health/ready")
 def ready():
-    state = current_app.extensions["readiness"]
-    if not state.ready:
-        raise ApiError(503, "not_ready", state.reason)
+    current_app.extensions["readiness"].require()
     return {"status": "ready"}
 
 

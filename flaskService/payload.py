@@ -49,22 +49,28 @@ def read(request, max_images, max_pixels):
                        "or JSON with 'image', 'images' or 'pixels'.")
     if not items:
         raise ApiError(400, "no_image", "The request holds no image.")
-    _check_count(len(items), max_images)
-    if is_list and not isinstance(items[0], bytes):
+    check_count(len(items), max_images)
+    if not is_list:
+        return Payload(_to_array(items[0], skip, max_pixels)[None], False)
+    if not isinstance(items[0], bytes):
         try:
             batch = preprocess.pixel_batch(items)
             return Payload(batch if skip else preprocess.centre_batch(batch), True)
         except ApiError:
             pass  # one array is at fault: the image-by-image path below says which
+    return Payload(each_image(items, lambda item: _to_array(item, skip, max_pixels)), True)
+
+
+def each_image(items, to_array):
+    """`to_array` of every item of a list, stacked; an error says which image it is about."""
     arrays = []
     for index, item in enumerate(items):
         try:
-            arrays.append(_to_array(item, skip, max_pixels))
+            arrays.append(to_array(item))
         except ApiError as e:
-            if is_list:
-                e.message = f"image {index}: {e.message}"
+            e.message = f"image {index}: {e.message}"
             raise
-    return Payload(np.stack(arrays), is_list)
+    return np.stack(arrays)
 
 
 def _to_array(item, skip, max_pixels):
@@ -106,7 +112,7 @@ def _from_form(request):
     return items, len(items) > 1
 
 
-def _check_count(count, max_images):
+def check_count(count, max_images):
     if count > max_images:
         raise ApiError(413, "too_many_images", f"{count} images in one request; the limit is {max_images}.")
 
@@ -134,7 +140,7 @@ def _from_json(body, max_images):
     if keys[0] == "images":
         if not isinstance(value, list):
             raise ApiError(400, "invalid_json", "'images' must be a list of base64 strings or data URLs.")
-        _check_count(len(value), max_images)  # before decoding: 4 MiB hold 700,000 tiny strings
+        check_count(len(value), max_images)  # before decoding: 4 MiB hold 700,000 tiny strings
         return [_image_string(v) for v in value], True
     # pixels: one 28x28 array, or a list of them (a 3-level nesting, or a list of flat 784s)
     if _is_list_of_arrays(value):

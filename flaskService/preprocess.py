@@ -17,6 +17,7 @@ from PIL import Image, ImageChops, ImageFilter, ImageOps, UnidentifiedImageError
 from .errors import ApiError
 
 SIZE = 28  # the model's input is SIZE x SIZE
+PIXEL_SHAPES = ((SIZE, SIZE), (SIZE, SIZE, 1), (SIZE * SIZE,))  # shapes one image's pixels may come in
 BOX = 20  # MNIST fits the digit's bounding box into BOX x BOX ...
 CENTRE = 14.0  # ... and puts its centre of mass here (measured on the MNIST training set)
 
@@ -300,7 +301,7 @@ def pixel_batch(arrays):
         raise ApiError(400, "invalid_pixels", "pixels must be a 28x28 array of numbers; rows differ in length.")
     if batch.dtype.kind not in "iuf":
         raise ApiError(400, "invalid_pixels", "pixels must contain only numbers.")
-    if batch.shape[1:] not in ((SIZE, SIZE), (SIZE, SIZE, 1), (SIZE * SIZE,)):
+    if batch.shape[1:] not in PIXEL_SHAPES:
         raise ApiError(400, "invalid_pixels", f"pixels must be 28x28 (or 784 values); got shape {list(batch.shape[1:])}.")
     batch = batch.reshape(-1, SIZE, SIZE)
     if not np.isfinite(batch).all() or batch.min() < 0 or batch.max() > 255:

@@ -29,7 +29,6 @@ bp = Blueprint("v2", __name__, url_prefix="/v2")
 MODEL = "mnist"
 HEADER_LENGTH = "Inference-Header-Content-Length"
 PIXELS = 28 * 28
-IMAGE_SHAPES = ((28, 28), (28, 28, 1), (PIXELS,))  # per image, after the batch axis
 NUMERIC = {"FP32": (np.dtype("<f4"), 1.0), "UINT8": (np.dtype("u1"), 255.0)}  # dtype, full scale
 OUTPUTS = ("probabilities", "digit")
 
@@ -46,7 +45,7 @@ def server_live():
 
 @bp.get("/health/ready")
 def server_ready():
-    _require_ready()
+    current_app.extensions["readiness"].require()
     return {"ready": True}
 
 
@@ -68,7 +67,7 @@ def model_metadata(model_name, model_version=None):
 @bp.get("/models/<model_name>/versions/<model_version>/ready")
 def model_ready(model_name, model_version=None):
     _model(model_name, model_version)
-    _require_ready()
+    current_app.extensions["readiness"].require()
     return {"name": MODEL, "ready": True}
 
 
@@ -119,12 +118,6 @@ def _model(name, version):
         raise ApiError(404, "model_version_not_found",
                        f"Model {MODEL!r} has no version {version!r}; it has {predictor.version!r}.")
     return predictor
-
-
-def _require_ready():
-    state = current_app.extensions["readiness"]
-    if not state.ready:
-        raise ApiError(503, "not_ready", state.reason)
 
 
 def _decompressed(body):
@@ -179,8 +172,7 @@ def _read_input(document, binary, max_images, max_pixels):
     count = shape[0]
     if count == 0:
         raise ApiError(400, "no_image", "The input tensor holds no image (its batch size is 0).")
-    if count > max_images:
-        raise ApiError(413, "too_many_images", f"{count} images in one request; the limit is {max_images}.")
+    payload.check_count(count, max_images)
 
     if datatype == "BYTES":
         return _encoded_images(tensor, binary, shape, max_pixels)
@@ -196,20 +188,14 @@ def _encoded_images(tensor, binary, shape, max_pixels):
     if shape not in ([count], [count, 1]):
         raise ApiError(400, "invalid_shape",
                        f"A BYTES input holds one encoded image per element: shape [N]; got {shape}.")
-    arrays = []
-    for index, data in enumerate(_bytes_elements(tensor, binary, count)):
-        try:
-            arrays.append(preprocess.preprocess_image(data, max_pixels))
-        except ApiError as e:
-            e.message = f"image {index}: {e.message}"
-            raise
-    return np.stack(arrays)
+    return payload.each_image(_bytes_elements(tensor, binary, count),
+                              lambda data: preprocess.preprocess_image(data, max_pixels))
 
 
 def _pixel_images(tensor, binary, datatype, shape):
     """FP32 or UINT8 pixels, already MNIST-style: scaled to [0, 1] as the datatype says, used as sent."""
     count = shape[0]
-    if tuple(shape[1:]) not in IMAGE_SHAPES:
+    if tuple(shape[1:]) not in preprocess.PIXEL_SHAPES:
         raise ApiError(400, "invalid_shape",
                        f"An {datatype} input must be shaped [N,28,28], [N,28,28,1] or [N,784]; got {shape}.")
     dtype, scale = NUMERIC[datatype]
