@@ -1,4 +1,6 @@
-"""Fixtures shared by the whole suite: the real data, the shipped model, apps and real servers."""
+"""Fixtures shared by the whole suite: the real data, the shipped model, apps and real servers; and
+the few helpers every part of it uses (image bytes, the JSON error shape, gunicorn failing to start)."""
+import io
 import os
 import socket
 import subprocess
@@ -9,10 +11,32 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
 MODEL_PATH = ROOT / "flaskService" / "model.h5"
+
+
+def image_bytes(picture, fmt="PNG", **options):
+    """The bytes of an image file: `picture` (a PIL image, or an array as Image.fromarray reads it)
+    saved as `fmt`, with Image.save's format options (quality=, transparency=, save_all=, ...)."""
+    image = picture if isinstance(picture, Image.Image) else Image.fromarray(picture)
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def assert_error(response, status, code=None):
+    """The response (from requests or Flask's test client) is the service's one JSON error shape,
+    {"error": message, "code": machine code, "status": status}, with this status (and code, if given)."""
+    assert response.status_code == status, (response.status_code, response.text[:300])
+    assert response.headers["Content-Type"].startswith("application/json"), response.headers["Content-Type"]
+    body = response.json() if callable(response.json) else response.json
+    assert set(body) == {"error", "code", "status"}, body
+    assert body["status"] == status and isinstance(body["error"], str) and body["error"], body
+    if code is not None:
+        assert body["code"] == code, body
 
 
 # Debian's Chromium (Playwright's own browser download cannot run here), quiet and offline.
@@ -32,11 +56,53 @@ def browser():
         browser.close()
 
 
+class Tab:
+    """One page of the app in its own browser context, with everything it requested and logged."""
+
+    def __init__(self, browser, origin, options, path="/"):
+        self.origin = origin
+        self.context = browser.new_context(**options)
+        self.page = self.context.new_page()
+        self.page.set_default_timeout(20_000)
+        self.requests = []
+        self.console_errors = []
+        self.page.on("request", lambda request: self.requests.append(request.url))
+        self.page.on("console", lambda message: message.type == "error" and self.console_errors.append(message.text))
+        self.page.on("pageerror", lambda error: self.console_errors.append(f"uncaught: {error}"))
+        self.response = self.page.goto(origin + path)
+
+    def foreign_requests(self):
+        """Requests that left the server's origin (data: URLs are the page's own bytes)."""
+        return [url for url in self.requests if not (url.startswith(self.origin + "/") or url.startswith("data:"))]
+
+
+@pytest.fixture
+def open_page(browser, server):
+    """Open a page of the session's server: `open_page(options, path="/")` -> a Tab, its browser
+    context made with `options` (viewport, touch, ...); every tab is closed after the test."""
+    tabs = []
+
+    def open_(options, path="/"):
+        tabs.append(Tab(browser, server.url, options, path))
+        return tabs[-1]
+
+    yield open_
+    for tab in tabs:
+        tab.context.close()
+
+
 @pytest.fixture(scope="session")
-def mnist():
-    """The MNIST npz (MNIST_NPZ, else ../shared/data/mnist.npz) as a dict of arrays."""
-    path = os.environ.get("MNIST_NPZ", str(SHARED_DATA / "mnist.npz"))
-    with np.load(path) as data:
+def mnist_npz():
+    """Path of the MNIST npz: MNIST_NPZ (as .ci/run sets it), else ../shared/data/mnist.npz."""
+    path = Path(os.environ.get("MNIST_NPZ", SHARED_DATA / "mnist.npz"))
+    assert path.is_file(), f"no MNIST npz at {path}: set MNIST_NPZ"
+    return path.resolve()
+
+
+@pytest.fixture(scope="session")
+def mnist(mnist_npz):
+    """The MNIST npz as a dict of arrays."""
+    with np.load(mnist_npz) as data:
         return {key: data[key] for key in data.files}
 
 
@@ -131,6 +197,20 @@ class Server:
                 self.process.wait()
         if self._log is not subprocess.DEVNULL:
             self._log.close()
+
+
+def gunicorn_start_error(env):
+    """Start gunicorn with only `env` (and PATH, a free loopback port) and expect it to stop before
+    any worker starts: exit 1, no traceback, exactly one `error:` line on stderr, which is returned."""
+    result = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "-c", "flaskService/gunicorn.conf.py"], cwd=ROOT, timeout=60,
+        capture_output=True, text=True,
+        env={"PATH": "/usr/bin:/bin", "PORT": str(free_port()), "HOST": "127.0.0.1", **env})
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr and "Booting worker" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    return errors[0]
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,9 @@
 """MNIST digits re-rendered the way people actually send them: on paper, photographed, on a
 transparent canvas, in coloured pen, noisy, off-centre, 3-10x larger and slightly rotated."""
-import io
-
 import numpy as np
 from PIL import Image, ImageFilter
+
+from tests.conftest import image_bytes
 
 STYLES = ("paper_png", "photo_jpeg", "canvas_png", "coloured_pen", "noisy_scan", "white_on_black_jpeg")
 PENS = ((20, 40, 160), (180, 20, 30), (20, 120, 40), (60, 60, 60))
@@ -27,7 +27,7 @@ def render(digit, style, rng):
         rgba = np.zeros((page_h, page_w, 4), np.uint8)
         rgba[..., :3] = colour
         rgba[..., 3] = np.asarray(mask)
-        return _encode(Image.fromarray(rgba, "RGBA"), "PNG")
+        return image_bytes(Image.fromarray(rgba, "RGBA"))
     if style == "white_on_black_jpeg":
         paper, pen = np.array([0, 0, 0]), np.array([255, 255, 255])
     elif style == "coloured_pen":
@@ -43,11 +43,4 @@ def render(digit, style, rng):
     image = Image.fromarray(np.clip(picture, 0, 255).astype(np.uint8), "RGB")
     if style == "photo_jpeg":
         image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 1.5)))
-    fmt = "JPEG" if style.endswith("jpeg") else "PNG"
-    return _encode(image, fmt)
-
-
-def _encode(image, fmt):
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **({"quality": 80} if fmt == "JPEG" else {}))
-    return buffer.getvalue()
+    return image_bytes(image, "JPEG", quality=80) if style.endswith("jpeg") else image_bytes(image)

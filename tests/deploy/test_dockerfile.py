@@ -1,6 +1,5 @@
 """The image (dockerFlaskService/Dockerfile): lint-clean, and its exact CMD and HEALTHCHECK serve
 the app from a virtualenv built only from requirements.txt, as the image's is; no Docker needed."""
-import io
 import json
 import os
 import re
@@ -16,9 +15,8 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-from PIL import Image
 
-from tests.conftest import ROOT, child_pids, free_port
+from tests.conftest import ROOT, child_pids, free_port, image_bytes
 
 DOCKERFILE = ROOT / "dockerFlaskService" / "Dockerfile"
 COMPOSE = ROOT / "dockerFlaskService" / "docker-compose.yml"
@@ -187,9 +185,7 @@ def test_cmd_and_healthcheck_serve_predictions(fresh_venv, mnist, tmp_path):
         url = f"http://127.0.0.1:{port}"
         right = 0
         for array, label in zip(mnist["x_test"][:20], mnist["y_test"][:20]):
-            buffer = io.BytesIO()
-            Image.fromarray(array).save(buffer, "PNG")
-            response = requests.post(url + "/predict", files={"image": ("digit.png", buffer.getvalue(), "image/png")},
+            response = requests.post(url + "/predict", files={"image": ("digit.png", image_bytes(array), "image/png")},
                                      timeout=30)
             assert response.status_code == 200, response.text
             right += response.json()["digit"] == int(label)

@@ -1,14 +1,12 @@
 """The monitoring profile: Prometheus finds every replica, Grafana gets Prometheus and the dashboard,
 and every metric the dashboard charts is one the app exports."""
-import io
 import json
 import re
 
 import yaml
-from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, image_bytes
 
 DEPLOY = ROOT / "dockerFlaskService"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "digits.json"
@@ -42,9 +40,7 @@ def test_grafana_provisioning_matches_the_compose_mounts():
 def test_dashboard_charts_only_metrics_the_app_exports(client, mnist):
     """After a prediction and an error, /metrics has every series name the dashboard's queries use
     (`up` comes from Prometheus itself)."""
-    buffer = io.BytesIO()
-    Image.fromarray(mnist["x_test"][0]).save(buffer, "PNG")
-    assert client.post("/predict", data=buffer.getvalue(), content_type="image/png").status_code == 200
+    assert client.post("/predict", data=image_bytes(mnist["x_test"][0]), content_type="image/png").status_code == 200
     assert client.post("/predict", data=b"not an image", content_type="image/png").status_code == 400
     exported = {sample.name for family in text_string_to_metric_families(client.get("/metrics").get_data(as_text=True))
                 for sample in family.samples}

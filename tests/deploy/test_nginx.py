@@ -1,7 +1,6 @@
 """The load balancer's config (dockerFlaskService/nginx), run by Debian's nginx on loopback in front
 of real gunicorns: the same template the nginx image renders, with the test's addresses put in."""
 import grp
-import io
 import json
 import os
 import pwd
@@ -15,10 +14,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from PIL import Image
 
 from flaskService.config import SETTINGS
-from tests.conftest import ROOT, Server, free_port
+from tests.conftest import ROOT, Server, assert_error, free_port, image_bytes
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 TEMPLATE = ROOT / "dockerFlaskService" / "nginx" / "templates" / "default.conf.template"
@@ -130,23 +128,11 @@ def nginx(tmp_path):
 @pytest.fixture(scope="module")
 def digits(mnist):
     """Ten MNIST test digits as PNG bytes, with their labels."""
-    pictures = []
-    for array, label in zip(mnist["x_test"][:10], mnist["y_test"][:10]):
-        buffer = io.BytesIO()
-        Image.fromarray(array).save(buffer, "PNG")
-        pictures.append((buffer.getvalue(), int(label)))
-    return pictures
+    return [(image_bytes(array), int(label)) for array, label in zip(mnist["x_test"][:10], mnist["y_test"][:10])]
 
 
 def predict(url, png, session=requests):
     return session.post(url + "/predict", data=png, headers={"Content-Type": "image/png"}, timeout=30)
-
-
-def assert_error_body(response, status, code):
-    assert response.status_code == status
-    assert response.headers["Content-Type"].startswith("application/json")
-    body = response.json()
-    assert body["status"] == status and body["code"] == code and body["error"]
 
 
 def test_render_is_what_the_nginx_image_does():
@@ -199,7 +185,7 @@ def test_rate_limit_answers_429_json(backends, nginx, digits):
     assert len(passed) + len(refused) == 40
     assert 21 <= len(passed) <= 21 + int(elapsed) + 1
     for response in refused:
-        assert_error_body(response, 429, "too_many_requests")
+        assert_error(response, 429, "too_many_requests")
         assert response.headers["Retry-After"] == "1"
     assert health == [200] * 40
 
@@ -210,7 +196,7 @@ def test_oversized_body_gets_413_json_from_nginx(backends, nginx):
     proxy = nginx(backends)
     too_large = requests.post(proxy.url + "/predict", data=b"\0" * (MAX_CONTENT_LENGTH + 1),
                               headers={"Content-Type": "image/png"}, timeout=30)
-    assert_error_body(too_large, 413, "payload_too_large")
+    assert_error(too_large, 413, "payload_too_large")
     at_limit = requests.post(proxy.url + "/predict", data=b"\0" * MAX_CONTENT_LENGTH,
                              headers={"Content-Type": "image/png"}, timeout=30)
     assert at_limit.status_code == 400, at_limit.text
@@ -222,7 +208,7 @@ def test_oversized_body_gets_413_json_from_nginx(backends, nginx):
 
 def test_metrics_are_not_public(backends, nginx):
     """/metrics is for Prometheus on the internal network; through nginx it is a JSON 404."""
-    assert_error_body(requests.get(nginx(backends).url + "/metrics", timeout=5), 404, "not_found")
+    assert_error(requests.get(nginx(backends).url + "/metrics", timeout=5), 404, "not_found")
 
 
 def under_load(proxy, digits, at, action, total=400, clients=4):
@@ -291,7 +277,7 @@ def test_instance_killed_mid_load_loses_no_request_it_had_not_begun_answering(st
 
     kill_instance(second)
     second.process.wait()
-    assert_error_body(predict(proxy.url, digits[0][0]), 502, "bad_gateway")
+    assert_error(predict(proxy.url, digits[0][0]), 502, "bad_gateway")
 
 
 @pytest.mark.slow

@@ -1,9 +1,10 @@
 """The drawing page in a real browser against the real server: draw, read, clear, undo, upload."""
-import io
 import math
 
 import pytest
 from PIL import Image, ImageDraw
+
+from tests.conftest import image_bytes
 
 from .conftest import DESKTOP, PHONE
 
@@ -129,9 +130,7 @@ def png_of_digit_seven():
     """A photo-like upload: dark ink on white paper, RGB, not 28x28."""
     image = Image.new("RGB", (240, 300), "white")
     ImageDraw.Draw(image).line([(50, 60), (190, 55), (120, 250)], fill=(30, 30, 60), width=18, joint="curve")
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    return buffer.getvalue()
+    return image_bytes(image)
 
 
 def test_handwritten_digits_are_read(open_page, artifacts):

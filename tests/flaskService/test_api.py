@@ -7,15 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA, assert_error, image_bytes
 
 SEED_CANVAS = SHARED_DATA / "seed_canvas.jpeg"
-
-
-def png(array):
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -56,14 +50,15 @@ def test_seed_canvas_reads_six_in_every_form(client, seed_canvas, form):
 
 def test_several_files_give_predictions_in_order(client, mnist):
     digits = mnist["x_test"][:3]
-    response = client.post("/predict", data={"image": [(io.BytesIO(png(d)), f"{i}.png") for i, d in enumerate(digits)]})
+    files = [(io.BytesIO(image_bytes(d)), f"{i}.png") for i, d in enumerate(digits)]
+    response = client.post("/predict", data={"image": files})
     assert response.status_code == 200
     assert [p["digit"] for p in response.json["predictions"]] == mnist["y_test"][:3].tolist()
     assert "model" in response.json
 
 
 def test_json_images_list(client, mnist):
-    images = [base64.b64encode(png(d)).decode() for d in mnist["x_test"][:4]]
+    images = [base64.b64encode(image_bytes(d)).decode() for d in mnist["x_test"][:4]]
     response = client.post("/predict", json={"images": images})
     assert [p["digit"] for p in response.json["predictions"]] == mnist["y_test"][:4].tolist()
 
@@ -97,7 +92,7 @@ def test_no_debug_no_input(client, seed_canvas):
     assert "input" not in client.post("/predict", data=seed_canvas, content_type="image/jpeg").json
 
 
-BLANK = png(np.zeros((28, 28), np.uint8))
+BLANK = image_bytes(np.zeros((28, 28), np.uint8))
 
 
 @pytest.mark.parametrize(("request_args", "status", "code"), [
@@ -123,25 +118,25 @@ BLANK = png(np.zeros((28, 28), np.uint8))
 def test_bad_requests(client, request_args, status, code):
     """Every bad input gets its own status and code in the one JSON error shape."""
     response = client.post("/predict", **request_args)
-    assert response.status_code == status
-    assert response.is_json and response.json == {"error": response.json["error"], "code": code, "status": status}
-    assert response.json["error"] and "Traceback" not in response.json["error"]
+    assert_error(response, status, code)
+    assert "Traceback" not in response.json["error"]
 
 
 def test_too_many_images_is_413(client, mnist):
     response = client.post("/predict", json={"pixels": [mnist["x_test"][0].tolist()] * 257})
-    assert response.status_code == 413 and response.json["code"] == "too_many_images"
+    assert_error(response, 413, "too_many_images")
 
 
 def test_body_over_limit_is_413(app, client):
     app.config["MAX_CONTENT_LENGTH"] = 1000
     response = client.post("/predict", data=b"\x89PNG" + b"0" * 2000, content_type="image/png")
-    assert response.status_code == 413 and response.json["code"] == "payload_too_large"
+    assert_error(response, 413, "payload_too_large")
 
 
 def test_batch_error_names_the_image(client, mnist):
     response = client.post("/predict", json={"pixels": [mnist["x_test"][0].tolist(), [[0] * 28] * 28]})
-    assert response.status_code == 422 and response.json["error"].startswith("image 1:")
+    assert_error(response, 422)
+    assert response.json["error"].startswith("image 1:")
 
 
 @pytest.mark.parametrize(("method", "path", "status", "code"), [
@@ -151,7 +146,7 @@ def test_batch_error_names_the_image(client, mnist):
 ])
 def test_http_errors_are_json(client, method, path, status, code):
     response = getattr(client, method)(path)
-    assert response.status_code == status and response.json["code"] == code
+    assert_error(response, status, code)
     if status == 405:
         assert "Allow" in response.headers
 
@@ -163,7 +158,7 @@ def test_unexpected_error_is_json_500(app, client):
 
     app.extensions["predictor"] = type("Broken", (), {"predict": staticmethod(broken)})()
     response = client.post("/predict", json={"pixels": [[0] * 14 + [255] * 14] * 28})
-    assert response.status_code == 500 and response.json["code"] == "internal_error"
+    assert_error(response, 500, "internal_error")
     assert "secret" not in json.dumps(response.json)
 
 
@@ -175,7 +170,7 @@ def test_health(client):
 def test_not_ready_is_503(app, client):
     app.extensions["readiness"].set("the model is loading")
     response = client.get("/health/ready")
-    assert response.status_code == 503 and response.json["code"] == "not_ready"
+    assert_error(response, 503, "not_ready")
 
 
 def test_model_card(client, predictor):

@@ -7,16 +7,10 @@ from PIL import Image, ImageDraw
 
 from flaskService import preprocess
 from flaskService.errors import ApiError
-from tests.conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA, image_bytes
 from tests.renders import render
 
 SEED_CANVAS = SHARED_DATA / "seed_canvas.jpeg"
-
-
-def encode(image, fmt="PNG", **options):
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **options)
-    return buffer.getvalue()
 
 
 def centre_of_mass(array):
@@ -39,7 +33,7 @@ def test_mnist_input_passes_through_unchanged(mnist):
 
 def test_output_contract(digit):
     """Every output is 28x28 float32 in [0, 1], fits a 20 px box, centre of mass at (14, 14)."""
-    out = preprocess.preprocess_image(encode(Image.fromarray(255 - digit).resize((300, 300))))
+    out = preprocess.preprocess_image(image_bytes(Image.fromarray(255 - digit).resize((300, 300))))
     assert out.shape == (28, 28) and out.dtype == np.float32
     assert 0.0 <= out.min() and out.max() <= 1.0 and out.max() > 0.9
     rows, cols = np.flatnonzero(out.sum(1) > 0.05), np.flatnonzero(out.sum(0) > 0.05)
@@ -51,8 +45,8 @@ def test_output_contract(digit):
 def test_every_allowed_format_decodes(digit, fmt):
     """PNG, JPEG, GIF, BMP and WebP all give the same digit."""
     image = Image.fromarray(255 - digit).resize((112, 112))
-    out = preprocess.preprocess_image(encode(image, fmt))
-    reference = preprocess.preprocess_image(encode(image, "PNG"))
+    out = preprocess.preprocess_image(image_bytes(image, fmt))
+    reference = preprocess.preprocess_image(image_bytes(image, "PNG"))
     assert np.abs(out - reference).mean() < 0.05
 
 
@@ -60,7 +54,7 @@ def test_every_allowed_format_decodes(digit, fmt):
 def test_polarity_gives_white_ink_on_black(digit, polarity):
     """Dark ink on light paper is inverted; light on dark is kept; both read the same."""
     image = Image.fromarray(255 - digit if polarity == "dark_on_light" else digit).resize((84, 84))
-    out = preprocess.preprocess_image(encode(image))
+    out = preprocess.preprocess_image(image_bytes(image))
     assert out[0, 0] == 0 and out.max() > 0.9
     assert np.abs(out - preprocess.preprocess_pixels(digit)).mean() < 0.06
 
@@ -70,7 +64,7 @@ def test_offset_digit_is_centred(digit, corner):
     """A digit in any corner of a large page ends up centred by mass, like MNIST."""
     page = Image.new("L", (300, 300), 255)
     page.paste(Image.fromarray(255 - digit).resize((80, 80)), corner)
-    out = preprocess.preprocess_image(encode(page))
+    out = preprocess.preprocess_image(image_bytes(page))
     assert np.allclose(centre_of_mass(out), (14, 14), atol=0.6)
     assert np.abs(out - preprocess.preprocess_pixels(digit)).mean() < 0.06
 
@@ -78,7 +72,8 @@ def test_offset_digit_is_centred(digit, corner):
 @pytest.mark.parametrize("size", [14, 28, 56, 280, 1000])
 def test_scale_does_not_matter(digit, size):
     """Tiny, MNIST-sized and large renderings of one digit give nearly the same array."""
-    out = preprocess.preprocess_image(encode(Image.fromarray(digit).resize((size, size), Image.Resampling.BICUBIC)))
+    image = Image.fromarray(digit).resize((size, size), Image.Resampling.BICUBIC)
+    out = preprocess.preprocess_image(image_bytes(image))
     assert np.abs(out - preprocess.preprocess_pixels(digit)).mean() < 0.08
 
 
@@ -88,7 +83,7 @@ def test_transparent_canvas_ink_is_the_opaque_part():
     for colour in [(0, 0, 0, 255), (255, 255, 255, 255), (30, 60, 200, 255)]:
         canvas = Image.new("RGBA", (280, 280), (0, 0, 0, 0))
         ImageDraw.Draw(canvas).line([(140, 30), (140, 250)], fill=colour, width=20)
-        strokes.append(preprocess.preprocess_image(encode(canvas)))
+        strokes.append(preprocess.preprocess_image(image_bytes(canvas)))
     assert strokes[0].max() > 0.9 and strokes[0][:, :10].max() == 0
     assert np.abs(strokes[0] - strokes[1]).max() < 1e-6 and np.abs(strokes[0] - strokes[2]).max() < 1e-6
 
@@ -98,7 +93,7 @@ def test_picture_with_transparent_margin_is_flattened_on_its_paper(digit):
     page = Image.new("RGBA", (200, 200), (0, 0, 0, 0))
     paper = Image.fromarray(255 - digit).resize((160, 160)).convert("RGBA")
     page.paste(paper, (20, 20))
-    out = preprocess.preprocess_image(encode(page))
+    out = preprocess.preprocess_image(image_bytes(page))
     assert np.abs(out - preprocess.preprocess_pixels(digit)).mean() < 0.06
 
 
@@ -113,7 +108,7 @@ def test_modes(digit, mode):
     else:
         image = grey.convert(mode)
     fmt = {"CMYK": "JPEG", "1": "BMP"}.get(mode, "PNG")
-    out = preprocess.preprocess_image(encode(image, fmt))
+    out = preprocess.preprocess_image(image_bytes(image, fmt))
     assert np.abs(out - preprocess.preprocess_pixels(digit)).mean() < 0.08
 
 
@@ -123,16 +118,17 @@ def test_exif_orientation_is_applied(digit):
     stored = upright.transpose(Image.Transpose.ROTATE_90)  # orientation 6: turn 90 degrees clockwise to view
     exif = Image.Exif()
     exif[0x0112] = 6
-    out = preprocess.preprocess_image(encode(stored, "JPEG", exif=exif, quality=95))
-    assert np.abs(out - preprocess.preprocess_image(encode(upright, "JPEG", quality=95))).mean() < 0.05
+    out = preprocess.preprocess_image(image_bytes(stored, "JPEG", exif=exif, quality=95))
+    assert np.abs(out - preprocess.preprocess_image(image_bytes(upright, "JPEG", quality=95))).mean() < 0.05
 
 
 def test_animated_gif_uses_first_frame(digit, mnist):
     """Only the first frame of an animation is read."""
     first = Image.fromarray(digit).resize((56, 56))
     second = Image.fromarray(mnist["x_test"][1]).resize((56, 56))
-    data = encode(first, "GIF", save_all=True, append_images=[second])
-    assert np.abs(preprocess.preprocess_image(data) - preprocess.preprocess_image(encode(first, "GIF"))).max() < 1e-6
+    data = image_bytes(first, "GIF", save_all=True, append_images=[second])
+    reference = preprocess.preprocess_image(image_bytes(first, "GIF"))
+    assert np.abs(preprocess.preprocess_image(data) - reference).max() < 1e-6
 
 
 def test_seed_canvas_is_a_centred_six():
@@ -165,7 +161,7 @@ def test_undecodable_bytes(data, status, code):
 
 
 def test_truncated_image_is_400(digit):
-    data = encode(Image.fromarray(digit).resize((200, 200)), "PNG")
+    data = image_bytes(Image.fromarray(digit).resize((200, 200)), "PNG")
     with pytest.raises(ApiError) as error:
         preprocess.preprocess_image(data[: len(data) // 2])
     assert (error.value.status, error.value.code) == (400, "invalid_image")
@@ -173,7 +169,7 @@ def test_truncated_image_is_400(digit):
 
 def test_tiff_is_415(digit):
     with pytest.raises(ApiError) as error:
-        preprocess.preprocess_image(encode(Image.fromarray(digit), "TIFF"))
+        preprocess.preprocess_image(image_bytes(digit, "TIFF"))
     assert (error.value.status, error.value.code) == (415, "unsupported_image_format")
 
 
@@ -182,12 +178,12 @@ def test_tiff_is_415(digit):
 def test_blank_images_are_422(image):
     """No ink at all -> 422 blank_image."""
     with pytest.raises(ApiError) as error:
-        preprocess.preprocess_image(encode(image))
+        preprocess.preprocess_image(image_bytes(image))
     assert (error.value.status, error.value.code) == (422, "blank_image")
 
 
 def test_too_many_pixels_is_413():
-    data = encode(Image.new("L", (5000, 4000), 255))
+    data = image_bytes(Image.new("L", (5000, 4000), 255))
     with pytest.raises(ApiError) as error:
         preprocess.preprocess_image(data)
     assert (error.value.status, error.value.code) == (413, "too_many_pixels")
@@ -195,7 +191,7 @@ def test_too_many_pixels_is_413():
 
 def test_decompression_bomb_is_422():
     """Beyond Pillow's own guard (a tiny file declaring ~100 MP), the image is refused unread."""
-    data = encode(Image.new("1", (12000, 9000)))
+    data = image_bytes(Image.new("1", (12000, 9000)))
     with pytest.raises(ApiError) as error:
         preprocess.preprocess_image(data, max_pixels=10**9)
     assert (error.value.status, error.value.code) == (422, "decompression_bomb")
@@ -243,7 +239,7 @@ def test_pixel_batch_scales_each_array_on_its_own(digit):
 def test_uniformly_translucent_canvas_is_blank():
     """A canvas whose every pixel is equally see-through holds no strokes (found by Hypothesis)."""
     with pytest.raises(ApiError) as error:
-        preprocess.preprocess_image(encode(Image.new("LA", (40, 40), (0, 100))))
+        preprocess.preprocess_image(image_bytes(Image.new("LA", (40, 40), (0, 100))))
     assert (error.value.status, error.value.code) == (422, "blank_image")
 
 

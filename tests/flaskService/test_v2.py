@@ -2,7 +2,6 @@
 and their error cases through the test client."""
 import base64
 import gzip
-import io
 import json
 import struct
 
@@ -10,10 +9,9 @@ import numpy as np
 import pytest
 import requests
 import tritonclient.http as triton
-from PIL import Image
 from tritonclient.utils import InferenceServerException
 
-from tests.conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA, assert_error, image_bytes
 
 # The accuracy the shipped model must reach on real MNIST test digits sent as tensors.
 ACCURACY = 0.99
@@ -32,12 +30,6 @@ def sample(mnist):
     """SAMPLE test digits spread over the whole test set (its halves differ in difficulty)."""
     index = np.random.default_rng(5).choice(len(mnist["x_test"]), SAMPLE, replace=False)
     return mnist["x_test"][index], mnist["y_test"][index]
-
-
-def png(array):
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 def tensor(array, datatype, binary=True, name="images"):
@@ -137,7 +129,7 @@ def test_bytes_of_encoded_images(triton_client, sample, binary):
     """PNG-encoded test digits and a real drawing from the original page (a 6), as a BYTES tensor:
     raw in the binary form, base64 in the JSON form; they are preprocessed like /predict's."""
     images, labels = sample[0][:8], sample[1][:8]
-    encoded = [png(image) for image in images] + [(SHARED_DATA / "seed_canvas.jpeg").read_bytes()]
+    encoded = [image_bytes(image) for image in images] + [(SHARED_DATA / "seed_canvas.jpeg").read_bytes()]
     if not binary:
         encoded = [base64.b64encode(data) for data in encoded]
     result = triton_client.infer("mnist", [tensor(np.array(encoded, dtype=object), "BYTES", binary)])
@@ -170,6 +162,9 @@ def request_body(datatype="UINT8", shape=(1, 784), data=None, **extra):
     return {"inputs": [tensor_json], **extra}
 
 
+BLANK_PNG_BASE64 = base64.b64encode(image_bytes(np.zeros((28, 28), np.uint8))).decode()
+
+
 @pytest.mark.parametrize(("body", "status", "code"), (
     (b"{not json", 400, "invalid_json"),
     (b"[]", 400, "invalid_request"),
@@ -192,15 +187,22 @@ def request_body(datatype="UINT8", shape=(1, 784), data=None, **extra):
     (request_body(datatype="BYTES", shape=(1,), data=["not base64!"]), 400, "invalid_base64"),
     (request_body(datatype="BYTES", shape=(1,), data=[base64.b64encode(b"hello").decode()]), 400, "invalid_image"),
     (request_body(datatype="BYTES", shape=(1, 28), data=["x"]), 400, "invalid_shape"),
-    (request_body(datatype="BYTES", shape=(2,), data=[base64.b64encode(png(np.zeros((28, 28), np.uint8))).decode()] * 2),
+    (request_body(datatype="BYTES", shape=(2,), data=[BLANK_PNG_BASE64] * 2),
      422, "blank_image"),
 ))
 def test_bad_inference_requests(client, body, status, code):
     data = body if isinstance(body, bytes) else json.dumps(body)
     response = client.post("/v2/models/mnist/infer", data=data, content_type="application/json")
-    assert response.status_code == status, response.json
-    error = response.json
-    assert error["code"] == code and error["status"] == status and error["error"]
+    assert_error(response, status, code)
+
+
+def test_a_bad_image_in_a_bytes_batch_is_named(client, mnist):
+    """As in /predict, the error says which image of the batch is at fault."""
+    good = base64.b64encode(image_bytes(mnist["x_test"][0])).decode()
+    body = request_body(datatype="BYTES", shape=(3,), data=[good, good, BLANK_PNG_BASE64])
+    response = client.post("/v2/models/mnist/infer", data=json.dumps(body), content_type="application/json")
+    assert_error(response, 422, "blank_image")
+    assert response.json["error"].startswith("image 2: ")
 
 
 def binary_request(header, binary, length=None):
@@ -226,7 +228,7 @@ def binary_request(header, binary, length=None):
 def test_bad_binary_requests(client, header, binary, length, code):
     body, headers = binary_request(header, binary, length)
     response = client.post("/v2/models/mnist/infer", data=body, headers=headers)
-    assert response.status_code == 400 and response.json["code"] == code, response.json
+    assert_error(response, 400, code)
 
 
 @pytest.mark.parametrize(("encoding", "body", "status", "code"), (
@@ -236,7 +238,7 @@ def test_bad_binary_requests(client, header, binary, length, code):
 ))
 def test_bad_compressed_requests(client, encoding, body, status, code):
     response = client.post("/v2/models/mnist/infer", data=body, headers={"Content-Encoding": encoding})
-    assert response.status_code == status and response.json["code"] == code
+    assert_error(response, status, code)
 
 
 def test_binary_request_and_response(client, mnist):
@@ -262,7 +264,7 @@ def test_binary_request_and_response(client, mnist):
 ))
 def test_unknown_models_are_404(client, path, status, code):
     response = client.get(path)
-    assert response.status_code == status and response.json["code"] == code
+    assert_error(response, status, code)
 
 
 def test_the_loaded_models_own_name_is_an_alias(client, predictor):
@@ -283,4 +285,5 @@ def test_not_ready_worker_says_so(app, client):
     assert client.get("/v2/health/live").status_code == 200
     for path in ("/v2/health/ready", "/v2/models/mnist/ready"):
         response = client.get(path)
-        assert response.status_code == 503 and response.json["error"] == "the model is loading"
+        assert_error(response, 503)
+        assert response.json["error"] == "the model is loading"

@@ -35,17 +35,6 @@ def clear_digits(mnist, predictor):
     return chosen
 
 
-def assert_error(response, status, code=None):
-    """The response (from requests or Flask's test client) is the service's JSON error shape with
-    this status (and machine code, if given)."""
-    assert response.status_code == status, (response.status_code, response.text[:300])
-    body = response.json() if callable(response.json) else response.json
-    assert set(body) == {"error", "code", "status"}, body
-    assert body["status"] == status and isinstance(body["error"], str) and body["error"]
-    if code is not None:
-        assert body["code"] == code, body
-
-
 def post(service, **kwargs):
     """POST /predict to the real server, which must answer within SECONDS."""
     started = time.monotonic()

@@ -1,12 +1,13 @@
 """The images the hostile suite sends: MNIST digits in every tricky-but-valid encoding, and files that
 are broken, hostile or not images at all. Each builder returns bytes; nothing here talks HTTP."""
-import io
 import random
 import struct
 import zlib
 
 import numpy as np
 from PIL import Image
+
+from tests.conftest import image_bytes
 
 SCALE = 4  # a 28x28 digit drawn 4x larger, on a page with a margin, the way a photo or canvas sends it
 
@@ -19,26 +20,20 @@ def paper(digit):
     return Image.fromarray(255 - np.asarray(page))
 
 
-def encode(image, fmt, **options):
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **options)
-    return buffer.getvalue()
-
-
 # --- tricky but valid: each builder draws the digit and returns (bytes, Content-Type) ---------------
 
 def png_grey(digit):
-    return encode(paper(digit), "PNG"), "image/png"
+    return image_bytes(paper(digit), "PNG"), "image/png"
 
 
 def png_16bit_grey(digit):
     # Paper and ink at 16-bit levels no 8-bit reading could produce.
     levels = np.asarray(paper(digit), dtype=np.float64) / 255.0
-    return encode(Image.fromarray((3000 + levels * 57000).astype(np.uint16)), "PNG"), "image/png"
+    return image_bytes(Image.fromarray((3000 + levels * 57000).astype(np.uint16)), "PNG"), "image/png"
 
 
 def jpeg_cmyk(digit):
-    return encode(paper(digit).convert("CMYK"), "JPEG", quality=95), "image/jpeg"
+    return image_bytes(paper(digit).convert("CMYK"), "JPEG", quality=95), "image/jpeg"
 
 
 def png_palette_transparent(digit):
@@ -46,57 +41,57 @@ def png_palette_transparent(digit):
     page = paper(digit)
     image = Image.frombytes("P", page.size, page.tobytes())
     image.putpalette([v for level in range(256) for v in (level, level, level)])
-    return encode(image, "PNG", transparency=255), "image/png"
+    return image_bytes(image, "PNG", transparency=255), "image/png"
 
 
 def png_la_canvas(digit):
     # A drawing app's export: black strokes whose opacity is the ink, on a fully transparent canvas.
     alpha = Image.fromarray(255 - np.asarray(paper(digit)))
-    return encode(Image.merge("LA", (Image.new("L", alpha.size, 0), alpha)), "PNG"), "image/png"
+    return image_bytes(Image.merge("LA", (Image.new("L", alpha.size, 0), alpha)), "PNG"), "image/png"
 
 
 def png_la_opaque(digit):
     page = paper(digit)
-    return encode(Image.merge("LA", (page, Image.new("L", page.size, 255))), "PNG"), "image/png"
+    return image_bytes(Image.merge("LA", (page, Image.new("L", page.size, 255))), "PNG"), "image/png"
 
 
 def bmp_1bit(digit):
-    return encode(paper(digit).point(lambda v: 255 if v > 128 else 0).convert("1"), "BMP"), "image/bmp"
+    return image_bytes(paper(digit).point(lambda v: 255 if v > 128 else 0).convert("1"), "BMP"), "image/bmp"
 
 
 def webp_lossless(digit):
-    return encode(paper(digit).convert("RGB"), "WEBP", lossless=True), "image/webp"
+    return image_bytes(paper(digit).convert("RGB"), "WEBP", lossless=True), "image/webp"
 
 
 def webp_lossy(digit):
-    return encode(paper(digit).convert("RGB"), "WEBP", quality=80), "image/webp"
+    return image_bytes(paper(digit).convert("RGB"), "WEBP", quality=80), "image/webp"
 
 
 def jpeg_progressive(digit):
-    return encode(paper(digit).convert("RGB"), "JPEG", quality=90, progressive=True), "image/jpeg"
+    return image_bytes(paper(digit).convert("RGB"), "JPEG", quality=90, progressive=True), "image/jpeg"
 
 
 def gif_animated(digit, other):
     """Two frames: the digit first, then a different one; the first frame is the picture."""
     frames = [paper(digit).convert("P"), paper(other).convert("P")]
-    return encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0), "image/gif"
+    return image_bytes(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0), "image/gif"
 
 
 def png_animated(digit, other):
     frames = [paper(digit).convert("RGB"), paper(other).convert("RGB")]
-    return encode(frames[0], "PNG", save_all=True, append_images=frames[1:]), "image/png"
+    return image_bytes(frames[0], "PNG", save_all=True, append_images=frames[1:]), "image/png"
 
 
 def png_sent_as_jpeg(digit):
-    return encode(paper(digit), "PNG"), "image/jpeg"
+    return image_bytes(paper(digit), "PNG"), "image/jpeg"
 
 
 def jpeg_sent_as_png(digit):
-    return encode(paper(digit).convert("RGB"), "JPEG", quality=90), "image/png"
+    return image_bytes(paper(digit).convert("RGB"), "JPEG", quality=90), "image/png"
 
 
 def webp_sent_as_gif(digit):
-    return encode(paper(digit).convert("RGB"), "WEBP", lossless=True), "image/gif"
+    return image_bytes(paper(digit).convert("RGB"), "WEBP", lossless=True), "image/gif"
 
 
 VALID = {f.__name__: f for f in (png_grey, png_16bit_grey, jpeg_cmyk, png_palette_transparent, png_la_canvas,
@@ -117,12 +112,12 @@ def jpeg_exif_rotated(digit, orientation):
         page = page.transpose(_STORED[orientation])
     exif = Image.Exif()
     exif[0x0112] = orientation
-    return encode(page, "JPEG", quality=92, exif=exif)
+    return image_bytes(page, "JPEG", quality=92, exif=exif)
 
 
 def jpeg_with_exif(digit, exif):
     """An upright JPEG carrying the given raw EXIF segment (starting at its TIFF header)."""
-    data = encode(paper(digit).convert("RGB"), "JPEG", quality=92)
+    data = image_bytes(paper(digit).convert("RGB"), "JPEG", quality=92)
     segment = b"Exif\x00\x00" + exif
     return data[:2] + b"\xff\xe1" + struct.pack(">H", len(segment) + 2) + segment + data[2:]
 
@@ -183,7 +178,7 @@ def bmp_header_bomb():
 
 def jpeg_header_bomb(clear_digit):
     """A real JPEG whose frame header is rewritten to claim 60000x60000 pixels."""
-    data = bytearray(encode(paper(clear_digit).convert("RGB"), "JPEG"))
+    data = bytearray(image_bytes(paper(clear_digit).convert("RGB"), "JPEG"))
     at = data.index(b"\xff\xc0") + 5
     data[at:at + 4] = struct.pack(">HH", 60000, 60000)
     return bytes(data)
@@ -196,11 +191,11 @@ def png_bad_crc(clear_digit):
 
 
 def tiff(clear_digit):
-    return encode(paper(clear_digit), "TIFF")
+    return image_bytes(paper(clear_digit), "TIFF")
 
 
 def ico(clear_digit):
-    return encode(paper(clear_digit).resize((32, 32)), "ICO")
+    return image_bytes(paper(clear_digit).resize((32, 32)), "ICO")
 
 
 SVG = (b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="28" height="28">'
@@ -216,4 +211,4 @@ def random_bytes(size, seed):
 
 
 def solid(width, height, value, fmt="PNG"):
-    return encode(Image.new("L", (width, height), value), fmt)
+    return image_bytes(Image.new("L", (width, height), value), fmt)

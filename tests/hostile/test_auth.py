@@ -3,6 +3,7 @@ import pytest
 
 from flaskService import create_app
 from flaskService.config import from_environment
+from tests.conftest import assert_error
 from tests.hostile import corpus
 
 KEYS = ("key-one", "key-two")
@@ -76,8 +77,7 @@ def test_a_valid_key_opens_predict(locked, digit_png, headers):
 def test_no_valid_key_is_401_json_with_a_challenge(locked, digit_png, headers, key):
     """401 in the JSON error shape; the challenge says invalid_token only when a key was sent."""
     response = predict(locked, digit_png, headers)
-    assert response.status_code == 401
-    assert response.json == {"error": response.json["error"], "code": "unauthorized", "status": 401}
+    assert_error(response, 401, "unauthorized")
     challenge = response.headers["WWW-Authenticate"]
     assert challenge.startswith('Bearer realm="digits"')
     assert ('error="invalid_token"' in challenge) == (key == "invalid")

@@ -1,16 +1,15 @@
 """Broken, hostile and out-of-bounds requests to a real gunicorn: the right 4xx JSON, fast, never a 5xx."""
 import base64
-import io
 import json
 import time
 
 import numpy as np
 import pytest
 import requests
-from PIL import Image
 
+from tests.conftest import assert_error
 from tests.hostile import corpus
-from tests.hostile.conftest import assert_error, post
+from tests.hostile.conftest import post
 
 MIB = 1024 * 1024
 
@@ -71,7 +70,8 @@ def test_a_strip_no_digit_fits_in_is_refused_before_decoding(service):
     response = requests.post(service.url + "/predict", data=corpus.png_of_zeros(1, 16_000_000),
                              headers={"Content-Type": "image/png"}, timeout=10)
     assert time.monotonic() - started < 1
-    assert 400 <= response.status_code < 500 and response.json()["status"] == response.status_code
+    assert 400 <= response.status_code < 500
+    assert_error(response, response.status_code)
 
 
 @pytest.mark.parametrize(("content_type", "status", "code"), (
@@ -191,19 +191,15 @@ def test_the_largest_batch_is_answered(service, clear_digits):
     assert [p["digit"] for p in response.json()["predictions"]] == [1] * 256
 
 
-def _png():
-    buffer = io.BytesIO()
-    Image.new("L", (28, 28), 255).save(buffer, "PNG")
-    return buffer.getvalue()
-
+WHITE_PNG = corpus.solid(28, 28, 255)  # a valid image: what these forms get wrong is the form itself
 
 # name -> (requests keyword arguments, status, code)
 FORMS = {
     "multipart without a file": ({"files": {"note": (None, "hello")}}, 400, "no_image"),
     "multipart with an empty file": ({"files": {"image": ("digit.png", b"", "image/png")}}, 400, "empty_image"),
-    "multipart with a file under another name": ({"files": {"picture": ("d.png", _png(), "image/png")}},
+    "multipart with a file under another name": ({"files": {"picture": ("d.png", WHITE_PNG, "image/png")}},
                                                  400, "no_image"),
-    "multipart with 257 images": ({"files": [("image", ("d.png", _png(), "image/png"))] * 257}, 413,
+    "multipart with 257 images": ({"files": [("image", ("d.png", WHITE_PNG, "image/png"))] * 257}, 413,
                                   "too_many_images"),
     "multipart with 5000 parts": ({"files": [("x", (None, "1"))] * 5000}, 413, "payload_too_large"),
     "multipart without a boundary": ({"data": b"--x\r\n\r\n", "headers": {"Content-Type": "multipart/form-data"}},

@@ -5,8 +5,8 @@ import pytest
 
 from flaskService import create_app
 from flaskService.config import ConfigError, from_environment
+from tests.conftest import assert_error
 from tests.hostile import corpus
-from tests.hostile.conftest import assert_error
 
 LOW = {"MAX_CONTENT_LENGTH": "60000", "MAX_PIXELS": "40000", "MAX_IMAGES": "3", "MAX_FORM_PARTS": "5"}
 

@@ -1,20 +1,11 @@
-"""Fixtures for the training scripts: the npz's path, a script runner, one small trained run."""
-import os
+"""Fixtures for the training scripts: a script runner and one small trained run (the npz's path,
+`mnist_npz`, comes from tests/conftest.py)."""
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def mnist_npz():
-    """Path of the MNIST npz: MNIST_NPZ (as .ci/run sets it), else ../shared/data/mnist.npz."""
-    path = Path(os.environ.get("MNIST_NPZ", ROOT.parent / "shared" / "data" / "mnist.npz"))
-    assert path.is_file(), f"no MNIST npz at {path}: set MNIST_NPZ"
-    return path.resolve()
+from tests.conftest import ROOT
 
 
 def run_script(script, *args):

@@ -1,13 +1,14 @@
 """modelTrain/evaluate.py, and the model we ship evaluated for real."""
 import hashlib
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-SHIPPED = Path(__file__).resolve().parents[2] / "flaskService"
+from tests.conftest import MODEL_PATH
+
+SHIPPED = MODEL_PATH.parent  # the model we ship, with its card and plots beside it
 
 
 def test_evaluate_prints_table_and_writes_confusion(small_run, mnist_npz, run, tmp_path):
@@ -59,7 +60,7 @@ def shipped_card():
 
 def test_shipped_card_matches_model_file(shipped_card):
     """The card beside the shipped model describes that very file, trained on all our MNIST."""
-    digest = hashlib.sha256((SHIPPED / "model.h5").read_bytes()).hexdigest()
+    digest = hashlib.sha256(MODEL_PATH.read_bytes()).hexdigest()
     assert shipped_card["sha256"] == digest and shipped_card["version"] == digest[:12]
     assert shipped_card["architecture"]["name"] == "compact"
     assert shipped_card["data"]["limit"] is None
@@ -77,7 +78,7 @@ def test_shipped_model_beats_target_on_all_test_images(shipped_card, mnist):
     from modelTrain.train import evaluate
 
     x_test = mnist["x_test"].astype("float32")[..., np.newaxis] / 255
-    results = evaluate(load_model(SHIPPED / "model.h5"), x_test, mnist["y_test"].astype("int64"))
+    results = evaluate(load_model(MODEL_PATH), x_test, mnist["y_test"].astype("int64"))
     assert results["images"] == 10000
     assert results["accuracy"] >= 0.993
     assert results["accuracy"] == pytest.approx(shipped_card["test"]["accuracy"], abs=2e-4)
@@ -88,7 +89,7 @@ def test_shipped_model_is_cheap_to_serve(shipped_card):
     flaky timing, the network itself stays within the compute budget that latency came from."""
     from flaskService.model import load_model
 
-    model = load_model(SHIPPED / "model.h5")
+    model = load_model(MODEL_PATH)
     assert shipped_card["latency"]["median_ms"] < 0.2
     assert model.count_params() == shipped_card["architecture"]["parameters"] < 100_000
 
