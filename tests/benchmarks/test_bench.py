@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+from benchmarks.bench import BALANCED, spread
 from tests.conftest import ROOT
 
 
@@ -37,3 +38,12 @@ def test_quick_bench_measures_every_row(tmp_path):
     assert markdown.startswith("| Scenario |")
     assert all(f"| {name} |" in markdown for name in names)
     assert markdown in run.stdout
+
+
+def test_spread_tells_an_idle_worker_from_shared_load():
+    """What decides whether a wrk run is run again: CPU ticks per worker pid, before and after."""
+    assert spread({1: 100, 2: 200}, {1: 300, 2: 400}) == 1.0  # both did 200 ticks
+    assert spread({1: 0, 2: 0}, {1: 390, 2: 10}) == 0.05  # one worker took the connections
+    assert spread({1: 0, 2: 0}, {1: 390, 2: 10}) < BALANCED <= spread({1: 0, 2: 0}, {1: 250, 2: 150})
+    assert spread({1: 0, 2: 0}, {1: 400, 3: 20}) == 1.0  # worker 2 was replaced: cannot tell, so kept
+    assert spread({1: 0}, {1: 400}) == 1.0  # a single worker is always even
