@@ -184,11 +184,12 @@ class Gunicorn:
         ticks = {pid: _cpu_ticks(pid) for pid in self.workers()}
         return {pid: sum(t) for pid, t in ticks.items() if t is not None}
 
-    def cpu_ticks(self):
-        """CPU ticks of all workers so far, with those of workers already gone (max_requests recycles
-        them), which the kernel adds to the master's children's time when it reaps them."""
+    def cpu_ticks(self, worker_cpu):
+        """CPU ticks of all workers so far, given `worker_cpu()` of this moment, with those of workers
+        already gone (max_requests recycles them), which the kernel adds to the master's children's
+        time when it reaps them."""
         reaped = _cpu_ticks(self.process.pid, children=True) or (0, 0, 0, 0)
-        return sum(self.worker_cpu().values()) + reaped[2] + reaped[3]
+        return sum(worker_cpu.values()) + reaped[2] + reaped[3]
 
     def worker_rss_mb(self):
         out = subprocess.run(["ps", "-o", "rss=", "--ppid", str(self.process.pid)],
@@ -327,15 +328,17 @@ def main(argv=None):
                 if warm and warmup:
                     run_wrk(wrk, script, server.url + path, body_path, content_type, connections, warmup)
                 for attempt in range(1, MAX_ATTEMPTS + 1):
-                    cpu_before, per_worker_before = server.cpu_ticks(), server.worker_cpu()
+                    per_worker_before = server.worker_cpu()
+                    cpu_before = server.cpu_ticks(per_worker_before)
                     row = {"name": label, "server": server.name, "path": path, "connections": connections,
                            "digits_per_request": digits_per_request,
                            **run_wrk(wrk, script, server.url + path, body_path, content_type, connections, seconds)}
                     # CPU the workers spent per request: unlike requests/s, it hardly moves when other
                     # processes share the machine.
-                    cpu_ms = (server.cpu_ticks() - cpu_before) / TICKS * 1000
+                    per_worker_after = server.worker_cpu()
+                    cpu_ms = (server.cpu_ticks(per_worker_after) - cpu_before) / TICKS * 1000
                     row["worker_cpu_ms_per_request"] = round(cpu_ms / max(1, row["requests"]), 3)
-                    row["worker_spread"] = spread(per_worker_before, server.worker_cpu())
+                    row["worker_spread"] = spread(per_worker_before, per_worker_after)
                     row["attempts"] = attempt
                     if row["worker_spread"] >= BALANCED:
                         break

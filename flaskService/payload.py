@@ -84,7 +84,7 @@ def _to_array(item, skip, max_pixels):
 def _mnist_image(data, max_pixels):
     """preprocess=none on an encoded image: it must already be a 28x28 MNIST-style picture."""
     image = preprocess.decode_image(data, max_pixels)
-    if image.size != (28, 28):
+    if image.size != (preprocess.SIZE, preprocess.SIZE):
         raise ApiError(400, "invalid_image", f"preprocess=none needs a 28x28 image; got {image.size[0]}x{image.size[1]}.")
     return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
 

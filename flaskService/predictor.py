@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .model import check_model_file, load_model, sha256_of
+from .model import INPUT_SHAPE, NUM_CLASSES, check_model_file, load_model, sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +74,10 @@ class Predictor:
 
     def predict(self, images):
         """(N, 28, 28) or (N, 28, 28, 1) float32 in [0, 1] -> (N, 10) float32 probabilities."""
-        images = np.asarray(images, dtype=np.float32).reshape(-1, 28, 28, 1)
+        images = np.asarray(images, dtype=np.float32).reshape(-1, *INPUT_SHAPE)
         if self.backend == "keras":
             return np.asarray(self.model(images, training=False), dtype=np.float32)
-        out = np.empty((len(images), 10), np.float32)
+        out = np.empty((len(images), NUM_CLASSES), np.float32)
         for start in range(0, len(images), BATCH_SIZES[-1]):
             chunk = images[start:start + BATCH_SIZES[-1]]
             out[start:start + len(chunk)] = self._invoke(chunk)
@@ -87,7 +87,7 @@ class Predictor:
         count = len(chunk)
         size = next(n for n in BATCH_SIZES if n >= count)
         if count < size:
-            chunk = np.concatenate([chunk, np.zeros((size - count, 28, 28, 1), np.float32)])
+            chunk = np.concatenate([chunk, np.zeros((size - count, *INPUT_SHAPE), np.float32)])
         with self._lock:
             interpreter, input_index, output_index = self._interpreter(size)
             interpreter.set_tensor(input_index, chunk)
@@ -102,7 +102,7 @@ class Predictor:
             # would only make workers fight over cores.
             interpreter = Interpreter(model_content=self._tflite, num_threads=1)
             input_index = interpreter.get_input_details()[0]["index"]
-            interpreter.resize_tensor_input(input_index, [size, 28, 28, 1])
+            interpreter.resize_tensor_input(input_index, [size, *INPUT_SHAPE])
             interpreter.allocate_tensors()
             self._interpreters[size] = (interpreter, input_index, interpreter.get_output_details()[0]["index"])
         return self._interpreters[size]
@@ -110,7 +110,7 @@ class Predictor:
     def warm_up(self):
         """Build every interpreter and run each once, so the first requests are as fast as the rest."""
         for size in BATCH_SIZES if self.backend == "litert" else (1,):
-            self.predict(np.zeros((size, 28, 28), np.float32))
+            self.predict(np.zeros((size, *INPUT_SHAPE), np.float32))
 
 
 def convert_once(path, backend="auto"):

@@ -15,8 +15,9 @@ import numpy as np
 from PIL import Image, ImageChops, ImageFilter, ImageOps, UnidentifiedImageError
 
 from .errors import ApiError
+from .model import INPUT_SHAPE
 
-SIZE = 28  # the model's input is SIZE x SIZE
+SIZE = INPUT_SHAPE[0]  # the model's input is SIZE x SIZE
 PIXEL_SHAPES = ((SIZE, SIZE), (SIZE, SIZE, 1), (SIZE * SIZE,))  # shapes one image's pixels may come in
 BOX = 20  # MNIST fits the digit's bounding box into BOX x BOX ...
 CENTRE = 14.0  # ... and puts its centre of mass here (measured on the MNIST training set)

@@ -23,12 +23,13 @@ from flask import Blueprint, Response, current_app, request
 
 from . import metrics, payload, preprocess
 from .errors import ApiError
+from .model import INPUT_SHAPE, NUM_CLASSES
 
 bp = Blueprint("v2", __name__, url_prefix="/v2")
 
 MODEL = "mnist"
 HEADER_LENGTH = "Inference-Header-Content-Length"
-PIXELS = 28 * 28
+PIXELS = preprocess.SIZE * preprocess.SIZE
 NUMERIC = {"FP32": (np.dtype("<f4"), 1.0), "UINT8": (np.dtype("u1"), 255.0)}  # dtype, full scale
 OUTPUTS = ("probabilities", "digit")
 
@@ -57,8 +58,8 @@ def model_metadata(model_name, model_version=None):
         "name": MODEL,
         "versions": [predictor.version],
         "platform": "tflite" if predictor.backend == "litert" else "keras",
-        "inputs": [{"name": "images", "datatype": "FP32", "shape": [-1, 28, 28, 1]}],
-        "outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 10]},
+        "inputs": [{"name": "images", "datatype": "FP32", "shape": [-1, *INPUT_SHAPE]}],
+        "outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [-1, NUM_CLASSES]},
                     {"name": "digit", "datatype": "INT64", "shape": [-1]}],
     }
 
@@ -212,7 +213,7 @@ def _pixel_images(tensor, binary, datatype, shape):
         raise ApiError(400, "invalid_pixels", f"{datatype} pixel values must lie in [0, {scale:g}].")
     if datatype == "UINT8" and raw is None and not np.array_equal(array, np.round(array)):
         raise ApiError(400, "invalid_pixels", "UINT8 pixel values must be whole numbers.")
-    return (array / scale if scale != 1.0 else array).reshape(count, 28, 28)
+    return (array / scale if scale != 1.0 else array).reshape(count, preprocess.SIZE, preprocess.SIZE)
 
 
 def _binary_part(tensor, binary):
