@@ -13,8 +13,11 @@ run: $(VENV)/.run-deps
 test: $(VENV)/.test-deps system-deps
 	$(PYTHON) -m pytest
 
-train: $(VENV)/.test-deps
-	$(PYTHON) modelTrain/train.py --data $(MNIST_NPZ)
+# Train, then measure is_digit on the evaluation sets and write the figures into the card.
+train: $(VENV)/.test-deps system-deps
+	$(PYTHON) modelTrain/train.py --data $(MNIST_NPZ) --seed 1
+	$(PYTHON) modelTrain/evaluate.py flaskService/model.h5 --data $(MNIST_NPZ) --rejection \
+	  --card flaskService/model.json --out flaskService/confusion.png --reliability flaskService/reliability.png
 
 bench: $(VENV)/.test-deps system-deps
 	$(PYTHON) benchmarks/bench.py
@@ -29,10 +32,17 @@ $(VENV)/.test-deps: requirements.txt requirements-test.txt
 	$(PYTHON) -m pip install -q --disable-pip-version-check -r requirements-test.txt
 	touch $@ $(VENV)/.run-deps
 
-# Debian packages the tests drive for real: Chromium (the page), nginx (the load balancer), wrk (bench).
-SYSTEM_TOOLS := /usr/bin/chromium /usr/sbin/nginx /usr/bin/wrk
+# Debian packages the tests drive for real: Chromium (the page), nginx (the load balancer), wrk (bench);
+# and data: fonts that training sets letters in (DejaVu, URW) and others only the evaluation uses
+# (Liberation, FreeFont, Comic Neue), and Fashion-MNIST, which only the evaluation uses.
+SYSTEM_PACKAGES := chromium nginx wrk fonts-dejavu-core fonts-urw-base35 fonts-liberation fonts-freefont-ttf \
+	fonts-comic-neue dataset-fashion-mnist
+SYSTEM_FILES := /usr/bin/chromium /usr/sbin/nginx /usr/bin/wrk /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf \
+	/usr/share/fonts/opentype/urw-base35/NimbusSans-Regular.otf /usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf \
+	/usr/share/fonts/truetype/freefont/FreeSans.ttf /usr/share/fonts/opentype/comic-neue/ComicNeue-Regular.otf \
+	/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
 system-deps:
-	@missing=""; for f in $(SYSTEM_TOOLS); do test -x $$f || missing=1; done; \
+	@missing=""; for f in $(SYSTEM_FILES); do test -e $$f || missing=1; done; \
 	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium nginx wrk fonts-dejavu-core; \
-	  else echo "needs: sudo apt-get install chromium nginx wrk" >&2; exit 1; fi; fi
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(SYSTEM_PACKAGES); \
+	  else echo "needs: sudo apt-get install $(SYSTEM_PACKAGES)" >&2; exit 1; fi; fi

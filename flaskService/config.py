@@ -31,6 +31,16 @@ def _choice(*allowed):
     return parse
 
 
+def _fraction(name, text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{name} must be a number from 0 to 1, got {text!r}")
+    return value
+
+
 def _keys(name, text):
     return tuple(key.strip() for key in text.split(",") if key.strip())
 
@@ -43,6 +53,9 @@ SETTINGS = {
     "MAX_PIXELS": (16_000_000, _positive_int, "largest image, pixels (413 above)"),
     "MAX_IMAGES": (256, _positive_int, "most images in one request (413 above)"),
     "MAX_FORM_PARTS": (300, _positive_int, "most multipart parts in one request (413 above)"),
+    "MIN_DIGIT_SCORE": (0.5, _fraction,
+                        "is_digit is true when the model's probability that the image is one digit is at "
+                        "least this (0-1; higher turns more doubtful images away)"),
     "INFERENCE_BACKEND": ("auto", _choice("auto", "litert", "keras"),
                           "auto: LiteRT, falling back to Keras if the model cannot be converted"),
     "API_KEYS": ((), _keys, "comma-separated keys; when set, /predict and V2 infer require one"),

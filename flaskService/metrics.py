@@ -30,6 +30,8 @@ STAGE_SECONDS = Histogram(
     "preprocessing the images) and inference (the model)",
     ("stage",), buckets=_BUCKETS)
 DIGITS = Counter("digit_predictions_total", "Digits read, by the digit the model answered", ("digit",))
+ANSWERS = Counter("digit_answers_total", "Images answered, by whether they hold one digit and, if not, why not "
+                  "(reason: not_a_digit, several_digits; none when is_digit is true)", ("is_digit", "reason"))
 ERRORS = Counter("api_errors_total", "Error responses, by the machine-readable code in their body", ("code",))
 MODEL_INFO = Gauge("model_info", "The model this server answers with (always 1)",
                    ("name", "version", "sha256", "backend"), multiprocess_mode="max")
@@ -54,11 +56,14 @@ def stage(name):
     STAGE_SECONDS.labels(name).observe(time.perf_counter() - started)
 
 
-def record_digits(digits):
-    """Count the digits one request read; the access log (logs.py) reports them too."""
-    digits = [int(d) for d in digits]
-    for digit in digits:
-        DIGITS.labels(str(digit)).inc()
+def record_answers(answers):
+    """Count what one request read (a predictor.Classification): the digits of images that hold one,
+    and every image by is_digit and reason. The access log (logs.py) reports the digits too."""
+    digits = [int(d) for d in answers.digits]
+    for digit, is_digit, reason in zip(digits, answers.is_digit, answers.reasons):
+        ANSWERS.labels("true" if is_digit else "false", reason or "none").inc()
+        if is_digit:
+            DIGITS.labels(str(digit)).inc()
     g.digits = digits
 
 

@@ -12,7 +12,10 @@ class ModelLoadError(Exception):
 
 
 INPUT_SHAPE = (28, 28, 1)
-NUM_CLASSES = 10
+NUM_CLASSES = 10  # the digits
+# After the digits a model may have two more outputs, so that it can say the image is not one digit.
+NOT_A_DIGIT, SEVERAL_DIGITS = NUM_CLASSES, NUM_CLASSES + 1
+OUTPUT_WIDTHS = (NUM_CLASSES, NUM_CLASSES + 2)  # a digits-only (legacy) model, or one that can say no
 
 
 def sha256_of(path):
@@ -21,7 +24,8 @@ def sha256_of(path):
 
 
 def load_model(path):
-    """Load a classifier taking (N, 28, 28, 1) float32 in [0, 1] and returning (N, 10) probabilities."""
+    """Load a classifier taking (N, 28, 28, 1) float32 in [0, 1] and returning (N, 10) or (N, 12)
+    probabilities (OUTPUT_WIDTHS)."""
     import keras  # here, not at the top: gunicorn's master checks the file without loading TensorFlow
 
     path = check_model_file(path)
@@ -32,10 +36,10 @@ def load_model(path):
             model = keras.models.load_model(path, compile=False)
     except Exception as e:  # h5py, zipfile and Keras each raise their own types for a bad file
         raise ModelLoadError(f"cannot load model {path}: {_first_line(e)}") from None
-    if tuple(model.input_shape[1:]) != INPUT_SHAPE or model.output_shape[-1] != NUM_CLASSES:
+    if tuple(model.input_shape[1:]) != INPUT_SHAPE or model.output_shape[-1] not in OUTPUT_WIDTHS:
         raise ModelLoadError(
             f"{path} takes {model.input_shape} and returns {model.output_shape}; "
-            f"expected (None, 28, 28, 1) -> (None, 10)"
+            f"expected (None, 28, 28, 1) -> (None, 10) or (None, 12)"
         )
     return model
 

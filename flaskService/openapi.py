@@ -63,7 +63,8 @@ _ERROR_MEANINGS = {
 }
 
 _PROBABILITIES = {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 1},
-                  "minItems": 10, "maxItems": 10, "description": "One probability per digit 0-9."}
+                  "minItems": 10, "maxItems": 10,
+                  "description": "One probability per digit 0-9, given that the image is one digit; they add up to 1."}
 
 _MODEL_NAME = {"name": "model_name", "in": "path", "required": True, "example": "mnist",
                "schema": {"type": "string"},
@@ -96,7 +97,8 @@ _PREDICT = {
             **_json(_ref("PredictJson"), {"pixels": [[0] * 28] * 28}),
         }},
         "responses": {
-            "200": {"description": "The digit read, with the model's probabilities.",
+            "200": {"description": "The digit read, with the model's probabilities, and whether the image holds one "
+                                   "digit at all (is_digit; a flagged image is still a 200: the request was fine).",
                     "content": _json({"oneOf": [_ref("Prediction"), _ref("PredictionList")]})},
             **_errors(400, 401, 413, 415, 422, 500, 503),
         },
@@ -112,8 +114,8 @@ _V2_INFER = {
         "description": (
             "One input tensor: FP32 (0-1) or UINT8 (0-255) shaped [N,28,28], [N,28,28,1] or [N,784], "
             "white on black, used as sent; or BYTES [N] of encoded images (base64 strings in JSON, raw in "
-            "binary), which are preprocessed like /predict's. Outputs `probabilities` FP32 [N,10] and `digit` "
-            "INT64 [N]; `outputs` picks them. With the binary tensor data extension the body is the JSON "
+            "binary), which are preprocessed like /predict's. Outputs `probabilities` FP32 [N,10], `digit` "
+            "INT64 [N] and `is_digit` BOOL [N]; `outputs` picks them. With the binary tensor data extension the body is the JSON "
             "header followed by the tensors' raw little-endian bytes, and Inference-Header-Content-Length "
             "gives the header's length (in the request and in a response carrying binary outputs). The request "
             "body may be compressed (Content-Encoding: gzip or deflate)."),
@@ -173,10 +175,20 @@ SCHEMAS = {
     "Model": {"type": "object", "required": ["name", "version"], "properties": {
         "name": {"type": "string"}, "version": {"type": "string"}}},
     "Prediction": {
-        "type": "object", "required": ["digit", "confidence", "probabilities"], "properties": {
-            "digit": {"type": "integer", "minimum": 0, "maximum": 9},
-            "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+        "type": "object", "required": ["digit", "confidence", "probabilities", "is_digit", "digit_score"],
+        "properties": {
+            "digit": {"type": "integer", "minimum": 0, "maximum": 9,
+                      "description": "The likeliest digit: the best guess, even when is_digit is false."},
+            "confidence": {"type": "number", "minimum": 0, "maximum": 1,
+                           "description": "Calibrated probability that the image is this digit."},
             "probabilities": _PROBABILITIES,
+            "is_digit": {"type": "boolean",
+                         "description": "Whether the image holds one digit (digit_score >= MIN_DIGIT_SCORE)."},
+            "digit_score": {"type": ["number", "null"], "minimum": 0, "maximum": 1,
+                            "description": "Probability that the image is one digit; null for a model that "
+                                           "cannot tell (a legacy 10-output model)."},
+            "reason": {"type": "string", "enum": ["not_a_digit", "several_digits"],
+                       "description": "Only when is_digit is false: why. several_digits: read it as a number."},
             "input": {"type": "string", "description": "With ?debug=1: the 28x28 input as a PNG data URL."},
             "model": _ref("Model")}},
     "PredictionList": {
@@ -220,7 +232,7 @@ SCHEMAS = {
             "data": {"type": "array", "description": "Row-major, flat or nested; BYTES: base64 strings or data URLs."}}},
     "V2RequestOutput": {
         "type": "object", "required": ["name"], "properties": {
-            "name": {"type": "string", "enum": ["probabilities", "digit"]},
+            "name": {"type": "string", "enum": ["probabilities", "digit", "is_digit"]},
             "parameters": {"type": "object", "additionalProperties": True, "properties": {
                 "binary_data": {"type": "boolean", "description": "Send this output as binary data."}}}}},
     "V2InferenceRequest": {

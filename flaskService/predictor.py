@@ -20,13 +20,40 @@ from pathlib import Path
 
 import numpy as np
 
-from .model import INPUT_SHAPE, NUM_CLASSES, check_model_file, load_model, sha256_of
+from .model import INPUT_SHAPE, NOT_A_DIGIT, NUM_CLASSES, SEVERAL_DIGITS, check_model_file, load_model, sha256_of
 
 log = logging.getLogger(__name__)
 
 # Interpreters are sized for these batch sizes; a request is padded up to the next one, so no
 # request pays for re-allocating tensors. 256 is the API's largest batch.
 BATCH_SIZES = (1, 4, 16, 64, 256)
+
+
+class Classification:
+    """What the model says of each of N images, as arrays. Two questions, answered apart:
+    - which digit: the ten digit probabilities given that the image is one digit (they add up to 1),
+      the likeliest digit and its probability (`confidence`, calibrated: of answers given with
+      confidence p, about p are right);
+    - is it one digit at all: its probability (`digit_score`; None for a digits-only model, which
+      cannot tell), whether that clears the threshold (`is_digit`), and if not, why not (`reasons`:
+      "not_a_digit" or "several_digits")."""
+
+    def __init__(self, probabilities, min_digit_score):
+        digits = probabilities[:, :NUM_CLASSES]
+        digit_score = digits.sum(axis=1)
+        self.probabilities = digits / np.maximum(digit_score, np.finfo(np.float32).tiny)[:, None]
+        self.digits = self.probabilities.argmax(axis=1)
+        self.confidence = self.probabilities[np.arange(len(digits)), self.digits]
+        if probabilities.shape[1] == NUM_CLASSES:
+            self.digit_score = None
+            self.is_digit = np.ones(len(digits), bool)
+            self.reasons = [None] * len(digits)
+            return
+        self.digit_score = digit_score
+        self.is_digit = self.digit_score >= min_digit_score
+        several = probabilities[:, SEVERAL_DIGITS] > probabilities[:, NOT_A_DIGIT]
+        self.reasons = [None if ok else ("several_digits" if many else "not_a_digit")
+                        for ok, many in zip(self.is_digit, several)]
 
 
 class Predictor:
@@ -72,12 +99,17 @@ class Predictor:
             _store(cache, predictor._tflite)
         return predictor
 
+    def classify(self, images, min_digit_score):
+        """(N, 28, 28) float32 in [0, 1] -> a Classification of each image."""
+        return Classification(self.predict(images), min_digit_score)
+
     def predict(self, images):
-        """(N, 28, 28) or (N, 28, 28, 1) float32 in [0, 1] -> (N, 10) float32 probabilities."""
+        """(N, 28, 28) or (N, 28, 28, 1) float32 in [0, 1] -> (N, 10) float32 probabilities, or (N, 12)
+        for a model that can say an image is not one digit (model.OUTPUT_WIDTHS)."""
         images = np.asarray(images, dtype=np.float32).reshape(-1, *INPUT_SHAPE)
         if self.backend == "keras":
             return np.asarray(self.model(images, training=False), dtype=np.float32)
-        out = np.empty((len(images), NUM_CLASSES), np.float32)
+        out = np.empty((len(images), self.outputs), np.float32)
         for start in range(0, len(images), BATCH_SIZES[-1]):
             chunk = images[start:start + BATCH_SIZES[-1]]
             out[start:start + len(chunk)] = self._invoke(chunk)
@@ -93,6 +125,13 @@ class Predictor:
             interpreter.set_tensor(input_index, chunk)
             interpreter.invoke()
             return interpreter.get_tensor(output_index)[:count].copy()
+
+    @property
+    def outputs(self):
+        """How many probabilities the model gives per image (model.OUTPUT_WIDTHS)."""
+        if self.backend == "keras":
+            return self.model.output_shape[-1]
+        return int(self._interpreter(1)[0].get_output_details()[0]["shape"][-1])
 
     def _interpreter(self, size):
         if size not in self._interpreters:

@@ -3,7 +3,8 @@
 Inputs: one tensor, FP32 (pixels 0-1) or UINT8 (0-255), shaped [N,28,28], [N,28,28,1] or [N,784],
 MNIST-style white ink on black and used as sent; or BYTES [N], each element an encoded image (PNG,
 JPEG, ...) that goes through the same preprocessing as /predict. Outputs: `probabilities` FP32
-[N,10] and `digit` INT64 [N].
+[N,10], `digit` INT64 [N] and `is_digit` BOOL [N] (whether the image holds one digit: /predict's
+is_digit, at the same MIN_DIGIT_SCORE).
 
 Tensor data comes as JSON (`data`, flat or nested) or, with the binary tensor data extension that
 tritonclient uses by default, as raw little-endian bytes after the JSON header, whose length the
@@ -31,7 +32,7 @@ MODEL = "mnist"
 HEADER_LENGTH = "Inference-Header-Content-Length"
 PIXELS = preprocess.SIZE * preprocess.SIZE
 NUMERIC = {"FP32": (np.dtype("<f4"), 1.0), "UINT8": (np.dtype("u1"), 255.0)}  # dtype, full scale
-OUTPUTS = ("probabilities", "digit")
+OUTPUTS = ("probabilities", "digit", "is_digit")
 
 
 @bp.get("")
@@ -60,7 +61,8 @@ def model_metadata(model_name, model_version=None):
         "platform": "tflite" if predictor.backend == "litert" else "keras",
         "inputs": [{"name": "images", "datatype": "FP32", "shape": [-1, *INPUT_SHAPE]}],
         "outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [-1, NUM_CLASSES]},
-                    {"name": "digit", "datatype": "INT64", "shape": [-1]}],
+                    {"name": "digit", "datatype": "INT64", "shape": [-1]},
+                    {"name": "is_digit", "datatype": "BOOL", "shape": [-1]}],
     }
 
 
@@ -81,10 +83,10 @@ def infer(model_name, model_version=None):
         images = _read_input(document, binary, current_app.config["MAX_IMAGES"], current_app.config["MAX_PIXELS"])
         wanted = _requested_outputs(document)
     with metrics.stage("inference"):
-        probabilities = predictor.predict(images)
-    digits = probabilities.argmax(axis=1).astype("<i8")
-    metrics.record_digits(digits)
-    tensors = {"probabilities": ("FP32", probabilities.astype("<f4")), "digit": ("INT64", digits)}
+        answers = predictor.classify(images, current_app.config["MIN_DIGIT_SCORE"])
+    metrics.record_answers(answers)
+    tensors = {"probabilities": ("FP32", answers.probabilities.astype("<f4")),
+               "digit": ("INT64", answers.digits.astype("<i8")), "is_digit": ("BOOL", answers.is_digit)}
     return _response(document, predictor.version, tensors, wanted)
 
 

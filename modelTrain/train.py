@@ -48,6 +48,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from flaskService.model import INPUT_SHAPE, NUM_CLASSES, sha256_of  # noqa: E402  (the service's contract)
 from flaskService.predictor import to_tflite  # noqa: E402  (the conversion the service serves)
+from modelTrain import synthetic  # noqa: E402  (what is not one digit: the two extra classes)
 
 DIGITS = [str(digit) for digit in range(NUM_CLASSES)]
 
@@ -195,12 +196,36 @@ def split_validation(x, y, fraction, seed):
 
 
 """
+The classifier also learns to say "not a digit" and "several digits" (outlier exposure): beside
+the digits it sees letters, symbols, scribbles, shapes, hatching and noise drawn in code, and
+several of the split's own digits side by side (modelTrain/synthetic.py). The validation split
+gets its own, drawn with other seeds from its own digits.
+"""
+
+# Per digit image of the split: how many "not a digit" and "several digits" images go beside it.
+NON_DIGIT_SHARE = 0.5
+SEVERAL_DIGITS_SHARE = 0.25
+
+
+def with_rejection_classes(x, y, seed):
+    """The split's digits plus made-up images of the two extra classes, shuffled together."""
+    count = len(y)
+    non_digits = synthetic.non_digits(round(count * NON_DIGIT_SHARE), seed)
+    several = synthetic.several_digits(x, y, round(count * SEVERAL_DIGITS_SHARE), seed + 1)
+    x = np.concatenate([x, as_model_input(non_digits), as_model_input(several)])
+    y = np.concatenate([y, np.full(len(non_digits), synthetic.NOT_A_DIGIT),
+                        np.full(len(several), synthetic.SEVERAL_DIGITS)]).astype("int64")
+    order = np.random.default_rng(seed).permutation(len(y))
+    return x[order], y[order]
+
+
+"""
 ## Build the model
 """
 
 
 def build_seed_model():
-    """The original 2020 network, layer for layer: 12,106 parameters."""
+    """The original 2020 network, layer for layer but for its two extra outputs: 12,172 parameters."""
     import keras
     from keras import layers
 
@@ -212,8 +237,7 @@ def build_seed_model():
     x = layers.Flatten()(x)
     x = layers.Dense(32, activation="relu")(x)
     x = layers.BatchNormalization()(x)
-    outputs = layers.Dense(NUM_CLASSES, activation="softmax")(x)
-    return keras.Model(inputs, outputs, name="seed")
+    return keras.Model(inputs, classifier_head(x), name="seed")
 
 
 # Dropout before the classifier: with 24k training images the network can memorise them.
@@ -245,8 +269,22 @@ def build_compact_model():
     x = conv_bn_relu(x, 64, 3, padding="valid")  # 4x4
     x = layers.Flatten()(x)
     x = layers.Dropout(COMPACT_DROPOUT)(x)
-    outputs = layers.Dense(NUM_CLASSES, activation="softmax")(x)
-    return keras.Model(inputs, outputs, name="compact")
+    return keras.Model(inputs, classifier_head(x), name="compact")
+
+
+def classifier_head(features):
+    """Logits for the ten digits and the two extra classes, then their probabilities."""
+    from keras import layers
+
+    return probabilities_from(layers.Dense(synthetic.CLASSES, name="logits")(features), temperature=1.0)
+
+
+def probabilities_from(logits, temperature):
+    """Softmax of the logits divided by the calibration temperature (1 while training)."""
+    from keras import layers
+
+    scaled = layers.Rescaling(1 / temperature, name="temperature")(logits)
+    return layers.Activation("softmax", name="probabilities")(scaled)
 
 
 ARCHITECTURES = {"compact": build_compact_model, "seed": build_seed_model}
@@ -258,6 +296,11 @@ ZOOM_FRACTION = 0.15
 SHIFT_PIXELS = 1.5
 # Largest share of a 3x3 maximum (thicker strokes) or minimum (thinner) blended into an image.
 STROKE_VARIATION = 0.5
+# Digits written on forms and ruled paper reach the model with what line removal leaves: a faint
+# piece of a rule across the digit, or a gap where a stroke crossed a rule that was taken out.
+# Each happens to this share of the images.
+LINE_REMNANT_SHARE = 0.08
+STROKE_GAP_SHARE = 0.08
 
 
 def build_augmenter(seed):
@@ -305,14 +348,36 @@ def build_augmenter(seed):
         bottom = (1 - weight_x) * at(1, 0) + weight_x * at(1, 1)
         return tf.reshape((1 - weight_y) * top + weight_y * bottom, tf.shape(images))
 
+    def between(shape, low, high):
+        return keras.random.uniform(shape, low, high, seed=seed_generator)
+
+    row_index, column_index = (tf.constant(grid[None, :, :, None]) for grid in np.mgrid[:height, :width].astype("float32"))
+
+    def line_remnants(images):
+        """A one-pixel line, horizontal or vertical, across part of some images; a gap of the same
+        shape cut through others."""
+        n = tf.shape(images)[0]
+        horizontal = between((n, 1, 1, 1), 0, 1) < 0.5
+        across = tf.where(horizontal, row_index, column_index)
+        along = tf.where(horizontal, column_index, row_index)
+        start = between((n, 1, 1, 1), 0, width / 2)
+        on_line = ((tf.abs(across - between((n, 1, 1, 1), 4, height - 4)) < 0.5)
+                   & (along >= start) & (along < start + between((n, 1, 1, 1), width / 3, width)))
+        kind = between((n, 1, 1, 1), 0, 1)
+        remnant = on_line & (kind < LINE_REMNANT_SHARE)
+        gap = on_line & (kind >= LINE_REMNANT_SHARE) & (kind < LINE_REMNANT_SHARE + STROKE_GAP_SHARE)
+        images = tf.where(remnant, tf.maximum(images, between((n, 1, 1, 1), 0.3, 1)), images)
+        return tf.where(gap, 0.0, images)
+
     def augment(images):
         n = tf.shape(images)[0]
         images = resample(images, source_points(n))
         thicker = tf.nn.max_pool2d(images, 3, 1, "SAME")
         thinner = -tf.nn.max_pool2d(-images, 3, 1, "SAME")
         stroke = uniform((n, 1, 1, 1), STROKE_VARIATION)
-        return (images + tf.nn.relu(stroke) * (thicker - images)
-                + tf.nn.relu(-stroke) * (thinner - images))
+        images = (images + tf.nn.relu(stroke) * (thicker - images)
+                  + tf.nn.relu(-stroke) * (thinner - images))
+        return line_remnants(images)
 
     return augment
 
@@ -370,14 +435,53 @@ def train(model, train_data, validation_data, epochs, batch_size, augment, seed)
 
 
 """
+## Calibrate the confidence
+
+A network trained to low loss is over-confident on what it gets wrong. One temperature T, by
+which every logit is divided, is fitted on the validation split's digits to minimise the log loss
+of their digit probabilities (the ten digits' softmax, which the service answers as `probabilities`
+and `confidence`; temperature scaling, Guo et al. 2017): it changes no answer, only how sure the
+answer says it is. The saved model carries T in its `temperature` layer, so every copy of it is
+calibrated.
+"""
+
+TEMPERATURES = np.exp(np.linspace(np.log(0.25), np.log(8.0), 241))
+
+
+def fit_temperature(model, x, y):
+    """The temperature that minimises the log loss of `model`'s digit logits on the digits (x, y)."""
+    import keras
+
+    logits = keras.Model(model.input, model.get_layer("logits").output).predict(x, batch_size=1000, verbose=0)
+    logits = logits[:, :NUM_CLASSES].astype("float64")
+
+    def log_loss(temperature):
+        scaled = logits / temperature
+        top = scaled.max(axis=1, keepdims=True)
+        log_norm = top[:, 0] + np.log(np.exp(scaled - top).sum(axis=1))
+        return float((log_norm - scaled[np.arange(len(y)), y]).mean())
+
+    return float(min(TEMPERATURES, key=log_loss))
+
+
+def calibrated(model, temperature):
+    """The same network with its logits divided by `temperature` before the softmax."""
+    import keras
+
+    return keras.Model(model.input, probabilities_from(model.get_layer("logits").output, temperature),
+                       name=model.name)
+
+
+"""
 ## Evaluate the trained model
 """
 
 
 def evaluate(model, x, y):
-    """Loss, accuracy, per-class accuracy and confusion matrix (rows: true, columns: predicted)."""
+    """On digits: loss, accuracy of the digit answer (the likeliest of the ten digits, as the
+    service answers it), per-class accuracy and confusion matrix (rows: true, columns: predicted)."""
     probabilities = model.predict(x, batch_size=1000, verbose=0)
-    predicted = probabilities.argmax(axis=1)
+    predicted = probabilities[:, :NUM_CLASSES].argmax(axis=1)
     confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype="int64")
     np.add.at(confusion, (y, predicted), 1)
     per_class = {
@@ -496,7 +600,11 @@ INPUT_CONTRACT = {
     "centring": "MNIST: digit scaled to fit a 20x20 box, centred by its centre of mass in 28x28",
     "from_image_bytes": "flaskService.preprocess.preprocess_image",
 }
-OUTPUT_CONTRACT = {"shape": [NUM_CLASSES], "meaning": "softmax probabilities of digits 0..9"}
+OUTPUT_CONTRACT = {
+    "shape": [synthetic.CLASSES],
+    "meaning": "calibrated softmax probabilities of digits 0..9, then 'not a digit' (10) and 'several "
+               "digits' (11); the probability that the image is one digit is the sum of the first ten",
+}
 
 
 def save_model(model, path):
@@ -593,8 +701,15 @@ def run(args, command):
         raise InputError(f"only {len(y_train)} training images; at least 10 are needed")
     if not len(y_test):
         raise InputError(f"{args.data}: no test images; give each digit at least 3 images")
-    train_data, validation_data = split_validation(x_train, y_train, VALIDATION_FRACTION, args.seed)
-    data.update(train=len(train_data[1]), validation=len(validation_data[1]), test=len(y_test))
+    train_digits, validation_digits = split_validation(x_train, y_train, VALIDATION_FRACTION, args.seed)
+    train_data = with_rejection_classes(*train_digits, seed=args.seed)
+    validation_data = with_rejection_classes(*validation_digits, seed=args.seed + 1000)
+    data.update(train=len(train_digits[1]), validation=len(validation_digits[1]), test=len(y_test),
+                not_a_digit={"train": int((train_data[1] == synthetic.NOT_A_DIGIT).sum()),
+                             "validation": int((validation_data[1] == synthetic.NOT_A_DIGIT).sum()),
+                             "kinds": synthetic.NON_DIGIT_KINDS},
+                several_digits={"train": int((train_data[1] == synthetic.SEVERAL_DIGITS).sum()),
+                                "validation": int((validation_data[1] == synthetic.SEVERAL_DIGITS).sum())})
     print(f"data: {data}")
 
     import keras
@@ -612,8 +727,11 @@ def run(args, command):
         model, train_data, validation_data, args.epochs, args.batch_size, args.augment, args.seed
     )
     training_seconds = round(time.monotonic() - started, 1)
+    temperature = fit_temperature(model, *validation_digits)
+    model = calibrated(model, temperature)
+    print(f"calibration: temperature {temperature:.3f}, fitted on the validation split")
 
-    validation = evaluate(model, *validation_data)
+    validation = evaluate(model, *validation_digits)
     test = evaluate(model, x_test, y_test)
     latency = measure_latency(model)
     print(
@@ -651,9 +769,14 @@ def run(args, command):
                 "zoom_fraction": ZOOM_FRACTION,
                 "shift_pixels": SHIFT_PIXELS,
                 "stroke_variation": STROKE_VARIATION,
+                "line_remnant_share": LINE_REMNANT_SHARE,
+                "stroke_gap_share": STROKE_GAP_SHARE,
             } if args.augment else None,
             "seed": args.seed,
             "seconds": training_seconds,
+            "calibration": {"method": "temperature scaling of the digit probabilities on the validation "
+                                      "split's digits (log loss)",
+                            "temperature": round(temperature, 4)},
             "history": {key: [round(v, 5) for v in values] for key, values in history.items()},
         },
         "validation": {key: validation[key] for key in ("images", "accuracy", "loss")},

@@ -208,22 +208,31 @@
     statusLine.classList.toggle("error", isError);
   }
 
+  // When the model says the image is not one digit, the page says so instead of showing a digit
+  // it does not believe in; the probabilities stay, so the best guess can still be seen.
+  const NOT_ONE_DIGIT = {
+    not_a_digit: "That doesn't look like a digit.",
+    several_digits: "Several digits: try reading a number.",
+  };
+
   function show(answer) {
+    const doubt = answer.is_digit === false ? (NOT_ONE_DIGIT[answer.reason] || NOT_ONE_DIGIT.not_a_digit) : null;
     result.classList.remove("stale", "failed");
-    digitOut.textContent = String(answer.digit);
-    confidenceOut.textContent = `${percent(answer.confidence)} sure`;
+    result.classList.toggle("not-digit", Boolean(doubt));
+    digitOut.textContent = doubt ? "" : String(answer.digit);
+    confidenceOut.textContent = doubt ? "" : `${percent(answer.confidence)} sure`;
     answer.probabilities.forEach((p, digit) => {
       const bar = bars[digit];
       bar.querySelector(".fill").style.height = `${(p * 100).toFixed(1)}%`;
       bar.querySelector(".value").textContent = percent(p);
-      bar.classList.toggle("top", digit === answer.digit);
+      bar.classList.toggle("top", !doubt && digit === answer.digit);
     });
     if (answer.input) {
       seen.src = answer.input;
       seen.hidden = false;
     }
     modelOut.textContent = answer.model ? `Model ${answer.model.name}, version ${answer.model.version}` : "";
-    say(`The model reads ${answer.digit}, ${percent(answer.confidence)} sure.`);
+    say(doubt || `The model reads ${answer.digit}, ${percent(answer.confidence)} sure.`);
   }
 
   function fail(message) {
@@ -233,7 +242,7 @@
   }
 
   function reset() {
-    result.classList.remove("stale", "failed");
+    result.classList.remove("stale", "failed", "not-digit");
     digitOut.textContent = "";
     confidenceOut.textContent = "";
     for (const bar of bars) {

@@ -57,7 +57,8 @@ PLACES = [(0.30, 0.15, 0.70), (0.45, 0.10, 0.60), (0.15, 0.25, 0.55), (0.50, 0.5
 RESULT_SETTLED = """() => {
     const result = document.getElementById('result');
     return result.getAttribute('aria-busy') !== 'true' && !result.classList.contains('stale')
-        && (document.getElementById('digit').textContent !== '' || result.classList.contains('failed'));
+        && (document.getElementById('digit').textContent !== '' || result.classList.contains('failed')
+            || result.classList.contains('not-digit'));
 }"""
 
 
@@ -179,6 +180,46 @@ def test_result_shows_probabilities_and_model_input(open_page):
     box = image.bounding_box()
     assert box["width"] >= 28 * 3 and box["height"] >= 28 * 3
     assert page.text_content("#confidence").endswith("% sure")
+
+
+# Drawings that are not one digit, in the pad's unit box: a five-pointed star in one stroke, and a
+# smiley (face, two eyes, a mouth).
+STAR = [[(0.5 + 0.45 * math.cos(math.radians(-90 + 144 * i)), 0.5 + 0.45 * math.sin(math.radians(-90 + 144 * i)))
+         for i in range(6)]]
+SMILEY = [arc(0.5, 0.5, 0.42, 0.42, -90, 270, 30), arc(0.35, 0.38, 0.04, 0.04, 0, 360, 8),
+          arc(0.65, 0.38, 0.04, 0.04, 0, 360, 8), arc(0.5, 0.55, 0.22, 0.18, 20, 160, 12)]
+
+
+def pad_drawing(page, strokes, place=(0.15, 0.15, 0.7)):
+    """Strokes given in a unit box, in page coordinates at `place` = (left, top, side) on the pad."""
+    box = page.locator("#pad").bounding_box()
+    left, top, side = (share * box["width"] for share in place)
+    return [[(box["x"] + left + side * x, box["y"] + top + side * y) for x, y in stroke] for stroke in strokes]
+
+
+@pytest.mark.parametrize(("name", "strokes"), (("star", STAR), ("smiley", SMILEY)))
+def test_a_drawing_that_is_not_a_digit_is_called_so(open_page, artifacts, name, strokes):
+    """A star or a smiley: the page says it doesn't look like a digit, shows no big digit, and keeps the
+    probabilities visible."""
+    tab = open_page(DESKTOP)
+    page = tab.page
+    draw_with_mouse(page, pad_drawing(page, strokes))
+    shown, status = settled(page)
+    page.screenshot(path=artifacts / f"page-not-a-digit-{name}.png", full_page=True, animations="disabled")
+    assert (shown, status) == ("", "That doesn't look like a digit.")
+    assert page.locator("#result.not-digit").count() == 1 and page.locator("#probs .top").count() == 0
+    values = page.locator("#probs .value").all_text_contents()
+    assert len(values) == 10 and all(v.endswith("%") for v in values)
+    assert tab.console_errors == []
+
+
+def test_two_digits_side_by_side_point_to_reading_a_number(open_page):
+    """A 1 and a 7 written side by side: the page says several digits, not a digit."""
+    tab = open_page(DESKTOP)
+    page = tab.page
+    draw_with_mouse(page, pad_points(page, 1, (0.15, 0.3, 0.4)) + pad_points(page, 7, (0.55, 0.3, 0.4)))
+    shown, status = settled(page)
+    assert (shown, status) == ("", "Several digits: try reading a number.")
 
 
 def test_touch_drawing_reads_and_does_not_scroll(open_page, artifacts):

@@ -20,6 +20,7 @@ def seed_canvas():
 def assert_prediction(body, digit):
     assert body["digit"] == digit
     assert len(body["probabilities"]) == 10 and abs(sum(body["probabilities"]) - 1) < 1e-4
+    assert body["is_digit"] is True and "reason" not in body
     assert body["confidence"] == max(body["probabilities"])
     assert body["model"]["name"] and len(body["model"]["version"]) == 12
 

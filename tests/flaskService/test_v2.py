@@ -55,7 +55,8 @@ def test_model_metadata_and_versions(triton_client):
     metadata = triton_client.get_model_metadata("mnist")
     assert metadata["name"] == "mnist"
     assert metadata["outputs"] == [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 10]},
-                                   {"name": "digit", "datatype": "INT64", "shape": [-1]}]
+                                   {"name": "digit", "datatype": "INT64", "shape": [-1]},
+                                   {"name": "is_digit", "datatype": "BOOL", "shape": [-1]}]
     assert metadata["inputs"][0]["shape"][1:] == [28, 28, 1]
     (version,) = metadata["versions"]
     assert triton_client.get_model_metadata("mnist", version) == metadata
@@ -78,9 +79,11 @@ def test_infer_reads_mnist_test_digits(triton_client, sample, datatype, shape, b
         array = (batch / 255.0).astype(np.float32) if datatype == "FP32" else batch
         result = triton_client.infer("mnist", [tensor(array.reshape(len(batch), *shape), datatype, binary)])
         probabilities, digits = result.as_numpy("probabilities"), result.as_numpy("digit")
+        is_digit = result.as_numpy("is_digit")
         assert probabilities.shape == (len(batch), 10) and probabilities.dtype == np.float32
-        assert digits.dtype == np.int64
+        assert digits.dtype == np.int64 and is_digit.dtype == np.bool_ and is_digit.shape == (len(batch),)
         np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-4)
+        assert is_digit.mean() >= 0.98
         assert (digits == probabilities.argmax(axis=1)).all()
         read.append(digits)
     accuracy = (np.concatenate(read) == labels).mean()
@@ -252,9 +255,11 @@ def test_binary_request_and_response(client, mnist):
     assert response.status_code == 200 and response.mimetype == "application/octet-stream"
     length = int(response.headers["Inference-Header-Content-Length"])
     outputs = json.loads(response.data[:length])["outputs"]
-    assert [(o["name"], o["parameters"]["binary_data_size"]) for o in outputs] == [("probabilities", 120), ("digit", 24)]
-    digits = np.frombuffer(response.data[length + 120:], "<i8")
+    assert [(o["name"], o["parameters"]["binary_data_size"]) for o in outputs] == [
+        ("probabilities", 120), ("digit", 24), ("is_digit", 3)]
+    digits = np.frombuffer(response.data[length + 120:length + 144], "<i8")
     assert digits.tolist() == mnist["y_test"][:3].tolist()
+    assert response.data[length + 144:] == b"\x01\x01\x01"  # BOOL: one byte each
 
 
 @pytest.mark.parametrize(("path", "status", "code"), (

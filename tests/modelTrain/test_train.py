@@ -34,6 +34,10 @@ def test_card_describes_the_run(small_run):
     assert card["architecture"]["name"] == "compact"
     assert card["data"]["format"] == "npz" and card["data"]["limit"] == 2000
     assert card["data"]["train"] + card["data"]["validation"] == 2000
+    # Beside the digits, made-up images of the two extra classes, in their shares.
+    assert card["data"]["not_a_digit"]["train"] == round(card["data"]["train"] * 0.5)
+    assert card["data"]["several_digits"]["validation"] == round(card["data"]["validation"] * 0.25)
+    assert 0.25 <= card["training"]["calibration"]["temperature"] <= 8
     assert card["data"]["test"] == card["test"]["images"] == 10000
     assert card["training"]["epochs_run"] == 1 and card["training"]["seed"] == 3
     confusion = np.array(card["test"]["confusion_matrix"])
@@ -58,9 +62,9 @@ def test_model_loads_and_matches_its_card(small_run, mnist):
     assert model.count_params() == keras_model.count_params()
     assert not any("Random" in type(layer).__name__ for layer in model.layers)
     probabilities = model.predict(x_test, batch_size=1000, verbose=0)
-    assert probabilities.shape == (10000, 10)
+    assert probabilities.shape == (10000, 12)  # ten digits, not a digit, several digits
     np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
-    accuracy = (probabilities.argmax(axis=1) == mnist["y_test"]).mean()
+    accuracy = (probabilities[:, :10].argmax(axis=1) == mnist["y_test"]).mean()
     assert accuracy == pytest.approx(read_card(small_run)["test"]["accuracy"], abs=2e-4)
 
 
@@ -78,11 +82,12 @@ def describe(layer):
 
 
 def test_seed_architecture_is_the_original():
-    """--arch seed is the 2020 network layer for layer: 12,106 parameters."""
+    """--arch seed is the 2020 network layer for layer, but for its two extra outputs (not a digit,
+    several digits) and the calibration temperature: 12,172 parameters instead of 12,106."""
     from modelTrain.train import ARCHITECTURES
 
     model = ARCHITECTURES["seed"]()
-    assert model.count_params() == 12106
+    assert model.count_params() == 12172
     assert [describe(layer) for layer in model.layers[1:]] == [
         ("Conv2D", 8, (5, 5), "relu"),
         ("MaxPooling2D", None, None, None),
@@ -91,16 +96,18 @@ def test_seed_architecture_is_the_original():
         ("Flatten", None, None, None),
         ("Dense", 32, None, "relu"),
         ("BatchNormalization", None, None, None),
-        ("Dense", 10, None, "softmax"),
+        ("Dense", 12, None, "linear"),
+        ("Rescaling", None, None, None),
+        ("Activation", None, None, "softmax"),
     ]
 
 
 def test_default_architecture_fits_the_budget():
-    """Our network keeps MNIST's input and a 10-way softmax within ~3M multiply-adds per image."""
+    """Our network keeps MNIST's input and a 12-way softmax within ~3M multiply-adds per image."""
     from modelTrain.train import ARCHITECTURES, multiply_adds
 
     model = ARCHITECTURES["compact"]()
-    assert model.input_shape == (None, 28, 28, 1) and model.output_shape == (None, 10)
+    assert model.input_shape == (None, 28, 28, 1) and model.output_shape == (None, 12)
     assert model.layers[-1].get_config()["activation"] == "softmax"
     assert multiply_adds(model) <= 3_000_000
 
