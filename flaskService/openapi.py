@@ -209,7 +209,10 @@ SCHEMAS = {
         "type": "object", "required": ["name", "version", "backend"], "additionalProperties": True,
         "description": "The model and, when training wrote one, its card (accuracy, data, ...).",
         "properties": {"name": {"type": "string"}, "version": {"type": "string"},
-                       "sha256": {"type": ["string", "null"]}, "backend": {"type": "string", "enum": ["litert", "keras"]}}},
+                       "sha256": {"type": ["string", "null"]}, "backend": {"type": "string", "enum": ["litert", "keras"]},
+                       "detects_non_digits": {"type": "boolean",
+                                              "description": "false for a digits-only model: is_digit is then always true."},
+                       "min_digit_score": {"type": "number", "description": "The operating point of is_digit."}}},
     "V2ServerMetadata": {"type": "object", "required": ["name", "version", "extensions"], "properties": {
         "name": {"type": "string"}, "version": {"type": "string"},
         "extensions": {"type": "array", "items": {"type": "string"}}}},

@@ -4,7 +4,8 @@ Description: The training examples of the classifier's two extra classes, "not a
 "several digits", so that it can say so instead of naming the nearest digit (outlier exposure).
 
 Nothing here is downloaded: letters and symbols are set in the fonts Debian installs (DejaVu and
-the URW base 35), strokes, shapes, figures, hatching and noise are drawn with Pillow and numpy, and several
+the URW base 35), strokes, shapes, figures, silhouettes, hatching and noise are drawn with Pillow
+and numpy, and several
 digits are MNIST *training* digits side by side. Every image ends as the service makes its model
 input: ink (white on black, any size) through `flaskService.preprocess.centre_like_mnist`.
 
@@ -103,13 +104,21 @@ def shapes(rng):
 
 def figures(rng):
     """What people draw instead of a digit: a loop with marks inside (a face) or rays around it (a
-    sun, a flower), a spiral, or outlines nested in each other."""
+    sun, a flower), a heart, a spiral, or outlines nested in each other."""
     image = Image.new("L", (CANVAS, CANVAS), 0)
     draw = ImageDraw.Draw(image)
     width = int(rng.integers(2, 5))
     centre = CANVAS / 2 + rng.uniform(-4, 4, 2)
-    kind = rng.integers(3)
-    if kind == 0:
+    kind = rng.integers(4)
+    if kind == 3:  # a heart: two round lobes, lines from their outer sides down to a point
+        radius = rng.uniform(8, 13)
+        tip = (centre[0], centre[1] + rng.uniform(1.6, 2.4) * radius)
+        for side, (start, end) in ((-1, (135, 360)), (1, (180, 405))):
+            x, y = centre[0] + side * radius, centre[1] - 0.4 * radius
+            draw.arc((x - radius, y - radius, x + radius, y + radius), start, end, fill=255, width=width)
+            outer = np.radians(start if side < 0 else end)
+            draw.line([(x + radius * np.cos(outer), y + radius * np.sin(outer)), tip], fill=255, width=width)
+    elif kind == 0:
         radii = rng.uniform(12, 24, 2)
         draw.ellipse((*(centre - radii), *(centre + radii)), outline=255, width=width)
         if rng.random() < 0.6:  # marks inside: dots, dashes, a curve
@@ -160,6 +169,22 @@ def hatching(rng):
     return Image.composite(image, mask, mask) if rng.random() < 0.5 else image
 
 
+def blob(rng):
+    """A filled silhouette with texture inside: a thing photographed against a plain background (a
+    bag, a garment, a stone), not a stroke."""
+    count = int(rng.integers(5, 11))
+    angles = np.sort(rng.uniform(0, 2 * np.pi, count))
+    radii = rng.uniform(10, 28, count) * rng.uniform(0.5, 1, 2)[:, None].repeat(count, axis=1)[rng.integers(2)]
+    centre = CANVAS / 2 + rng.uniform(-4, 4, 2)
+    outline = [tuple(centre + r * np.array([np.cos(a), np.sin(a)])) for a, r in zip(angles, radii)]
+    mask = Image.new("L", (CANVAS, CANVAS), 0)
+    ImageDraw.Draw(mask).polygon(outline, fill=255)
+    mask = mask.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 2)))
+    texture = rng.uniform(0.35, 1.0) + rng.normal(0, rng.uniform(0.02, 0.2), (CANVAS, CANVAS))
+    pixels = np.clip(texture, 0, 1) * np.asarray(mask, np.float32)
+    return Image.fromarray(pixels.astype(np.uint8), "L")
+
+
 def noise(rng):
     """Sensor noise, speckle, smooth blotches or a texture: what a camera sends when there is no digit."""
     kind = rng.integers(4)
@@ -179,7 +204,8 @@ def noise(rng):
     return image.filter(ImageFilter.BoxBlur(1)) if rng.random() < 0.3 else image
 
 
-NON_DIGIT_KINDS = {"glyph": 0.35, "strokes": 0.15, "shapes": 0.15, "figures": 0.15, "hatching": 0.1, "noise": 0.1}
+NON_DIGIT_KINDS = {"glyph": 0.3, "strokes": 0.15, "shapes": 0.12, "figures": 0.15, "blob": 0.08, "hatching": 0.1,
+                   "noise": 0.1}
 
 
 def non_digits(count, seed):
@@ -187,7 +213,8 @@ def non_digits(count, seed):
     rng = np.random.default_rng(seed)
     fonts = training_fonts()
     makers = {"glyph": lambda: glyph(rng, fonts), "strokes": lambda: strokes(rng), "shapes": lambda: shapes(rng),
-              "figures": lambda: figures(rng), "hatching": lambda: hatching(rng), "noise": lambda: noise(rng)}
+              "figures": lambda: figures(rng), "blob": lambda: blob(rng), "hatching": lambda: hatching(rng),
+              "noise": lambda: noise(rng)}
     kinds = rng.choice(list(NON_DIGIT_KINDS), size=count, p=list(NON_DIGIT_KINDS.values()))
     return np.stack([_model_input(lambda: makers[kind]()) for kind in kinds])
 

@@ -202,3 +202,11 @@ def test_legacy_model_cannot_tell_and_says_so(start_server, mnist):
     body = requests.post(server.url + "/predict", data=image_bytes(mnist["x_test"][0]),
                          headers={"Content-Type": "image/png"}, timeout=30).json()
     assert body["is_digit"] is True and body["digit_score"] is None and body["digit"] == 7
+    assert requests.get(server.url + "/model", timeout=10).json()["detects_non_digits"] is False
+
+
+def test_model_endpoint_names_the_operating_point(predictor):
+    """/model says the shipped model can tell non-digits, and at which MIN_DIGIT_SCORE it answers."""
+    card = create_app({"TESTING": True, "PREDICTOR": predictor, "MIN_DIGIT_SCORE": 0.7}).test_client().get("/model").json
+    assert card["detects_non_digits"] is True and card["min_digit_score"] == 0.7
+    assert card["evaluation"]["auroc"] >= 0.995  # the figures evaluate.py --card wrote
