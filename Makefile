@@ -29,10 +29,11 @@ $(VENV)/.test-deps: requirements.txt requirements-test.txt
 	$(PYTHON) -m pip install -q --disable-pip-version-check -r requirements-test.txt
 	touch $@ $(VENV)/.run-deps
 
-# Debian packages the tests drive for real: Chromium (the page), nginx (the load balancer), wrk (bench).
-SYSTEM_TOOLS := /usr/bin/chromium /usr/sbin/nginx /usr/bin/wrk
+# Debian packages the tests drive for real: Chromium (the page), nginx (the load balancer), wrk (bench),
+# PostgreSQL (the feedback store; tests start their own server).
+SYSTEM_TOOLS := /usr/bin/chromium /usr/sbin/nginx /usr/bin/wrk /usr/bin/pg_ctlcluster
 system-deps:
 	@missing=""; for f in $(SYSTEM_TOOLS); do test -x $$f || missing=1; done; \
 	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium nginx wrk fonts-dejavu-core; \
-	  else echo "needs: sudo apt-get install chromium nginx wrk" >&2; exit 1; fi; fi
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium nginx wrk postgresql fonts-dejavu-core; \
+	  else echo "needs: sudo apt-get install chromium nginx wrk postgresql" >&2; exit 1; fi; fi

@@ -31,6 +31,10 @@ STAGE_SECONDS = Histogram(
     ("stage",), buckets=_BUCKETS)
 DIGITS = Counter("digit_predictions_total", "Digits read, by the digit the model answered", ("digit",))
 ERRORS = Counter("api_errors_total", "Error responses, by the machine-readable code in their body", ("code",))
+FEEDBACK = Counter("feedback_total",
+                   "Corrections sent to POST /feedback, by outcome: stored; rejected (bad label or image); full "
+                   "(FEEDBACK_MAX_ROWS reached); unavailable (the database failed); disabled (FEEDBACK_DB=off)",
+                   ("outcome",))
 MODEL_INFO = Gauge("model_info", "The model this server answers with (always 1)",
                    ("name", "version", "sha256", "backend"), multiprocess_mode="max")
 
