@@ -65,6 +65,24 @@ def on_starting(server):
     _empty_metrics_dir()
 
 
+def on_reload(server):
+    """SIGHUP rolls out the file now at MODEL_PATH: gunicorn starts new workers, which load it, and
+    stops the old ones gracefully. Convert the new model here first, as on_starting does, so the new
+    workers find its LiteRT conversion (cached by sha256) instead of each importing TensorFlow."""
+    from flaskService.config import ConfigError, from_environment
+    from flaskService.model import ModelLoadError, check_model_file
+    from flaskService.predictor import convert_once
+
+    try:
+        settings = from_environment()
+        check_model_file(settings["MODEL_PATH"])
+    except (ConfigError, ModelLoadError) as e:
+        # The new workers will fail on it too, and gunicorn then stops: say why, loudly, first.
+        server.log.error("reloading with an unusable model: %s", e)
+        return
+    convert_once(settings["MODEL_PATH"], settings["INFERENCE_BACKEND"])
+
+
 def post_worker_init(worker):
     """On SIGTERM a worker first turns its readiness to 503, then gunicorn drains it: no new
     connections, in-flight requests finish (within graceful_timeout), and a request that arrives on
