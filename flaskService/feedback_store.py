@@ -90,11 +90,6 @@ class FeedbackStore:
         self._schema_ready = False
         self._lock = threading.Lock()
 
-    @property
-    def database(self):
-        """The URL without its password, for logs and messages."""
-        return sa.make_url(self.url).render_as_string(hide_password=True)
-
     def ensure_schema(self):
         """Create the table and its indexes unless they exist; safe from many processes at once."""
         if self._schema_ready:
@@ -141,7 +136,7 @@ class FeedbackStore:
             with self._engine_once().begin() as connection:
                 yield connection
         except _UNAVAILABLE as e:
-            raise StoreUnavailable(_reason(self, e)) from e
+            raise StoreUnavailable(describe(self.url, e)) from e
 
     def _engine_once(self):
         if self._engine is None:
@@ -149,6 +144,7 @@ class FeedbackStore:
         return self._engine
 
 
-def _reason(store, error):
+def describe(url, error):
+    """One line for a log or a message: the database (without its password) and what went wrong."""
     first_line = (str(getattr(error, "orig", None) or error).strip().splitlines() or [type(error).__name__])[0]
-    return f"{store.database}: {first_line}"
+    return f"{sa.make_url(url).render_as_string(hide_password=True)}: {first_line}"
