@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from flaskService import create_app
 from flaskService.feedback_store import FeedbackStore, corrections, engine_for
 from flaskService.preprocess import preprocess_image
-from tests.conftest import assert_error, image_bytes
+from tests.conftest import assert_error, gunicorn_start_error, image_bytes
 
 ADMIN = {"X-API-Key": "operator-key"}
 
@@ -315,3 +315,9 @@ def test_schema_creation_is_safe_from_many_processes_at_once(database):
         process.join(60)
     assert [process.exitcode for process in processes] == [0] * 6
     assert stored_rows(database) == []
+
+
+@pytest.mark.parametrize(("name", "value"), (("FEEDBACK_DB", "mysql://db/feedback"), ("FEEDBACK_DB", "feedback.db"),
+                                             ("FEEDBACK_MAX_ROWS", "0"), ("FEEDBACK_RETENTION_DAYS", "a year")))
+def test_a_wrong_setting_stops_gunicorn_with_one_line(name, value):
+    assert gunicorn_start_error({name: value}).startswith(f"error: {name} must be")
