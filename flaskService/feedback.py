@@ -8,12 +8,11 @@ feedback_store.py; when it fails, /feedback answers 503 and nothing else is affe
 import csv
 import io
 import logging
-import tempfile
 import zipfile
 from contextlib import contextmanager
 from datetime import datetime, timezone
 
-from flask import Blueprint, current_app, request, send_file
+from flask import Blueprint, Response, current_app, request, stream_with_context
 from PIL import Image
 from werkzeug.exceptions import HTTPException
 
@@ -65,21 +64,15 @@ def submit():
 @bp.get("/feedback/export")
 def export():
     store = _store()
-    archive = tempfile.TemporaryFile()  # on disk: thousands of uploads need not fit in a worker's memory
-    manifest = io.StringIO()
-    writer = csv.writer(manifest)
-    writer.writerow(MANIFEST)
-    with _database(), zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
-        for digit in range(NUM_CLASSES):
-            zipped.writestr(f"{digit}/", b"")  # every folder, even one with no correction yet
-        for row in store.rows("image", *MANIFEST):
-            # Images are compressed already; deflating them again costs time for nothing.
-            zipped.writestr(f"{row.label}/{row.id}.{row.image_format}", row.image, zipfile.ZIP_STORED)
-            writer.writerow(getattr(row, name) for name in MANIFEST)
-        zipped.writestr("feedback.csv", manifest.getvalue())
-    archive.seek(0)
+    with _database():
+        count = store.count()  # a database that is down is a 503 now, before the first byte
     name = f"feedback-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.zip"
-    return send_file(archive, mimetype="application/zip", as_attachment=True, download_name=name)
+    log.info("exporting %d corrections", count)
+    # Streamed as it is read: thousands of uploads need fit neither in a worker's memory nor in a
+    # container's small /tmp. A database failure from here on cuts the download short (a zip
+    # without its directory, which no unzip accepts) and is logged (_zipped).
+    return Response(stream_with_context(_zipped(store)), mimetype="application/zip",
+                    headers={"Content-Disposition": f"attachment; filename={name}"})
 
 
 @bp.delete("/feedback/<int(max=2147483647):correction_id>")  # the id column is a 32-bit integer
@@ -163,6 +156,49 @@ def _token(value, name):
     if not isinstance(value, str) or not SANE_ID.fullmatch(value):
         raise ApiError(400, "invalid_parameter", f"'{name}' must be 1-128 letters, digits or . _ : -")
     return value
+
+
+class _Chunks(io.RawIOBase):
+    """A write-only stream that hands back what was written since the last `take()`; zipfile sees
+    it cannot seek and writes each entry's sizes after its data, as streaming requires."""
+
+    def __init__(self):
+        super().__init__()
+        self._written = []
+
+    def writable(self):
+        return True
+
+    def write(self, data):
+        self._written.append(bytes(data))
+        return len(data)
+
+    def take(self):
+        data, self._written = b"".join(self._written), []
+        return data
+
+
+def _zipped(store):
+    """The export, chunk by chunk: 0/ ... 9/<id>.<ext> (the original images) and feedback.csv."""
+    chunks = _Chunks()
+    manifest = io.StringIO()
+    writer = csv.writer(manifest)
+    writer.writerow(MANIFEST)
+    with zipfile.ZipFile(chunks, "w", zipfile.ZIP_DEFLATED) as zipped:
+        for digit in range(NUM_CLASSES):
+            zipped.writestr(f"{digit}/", b"")  # every folder, even one with no correction yet
+        try:
+            for row in store.rows("image", *MANIFEST):
+                # Images are compressed already; deflating them again costs time for nothing.
+                zipped.writestr(f"{row.label}/{row.id}.{row.image_format}", row.image, zipfile.ZIP_STORED)
+                writer.writerow(getattr(row, name) for name in MANIFEST)
+                yield chunks.take()
+        except StoreUnavailable as e:
+            # Raised on, so the zip's directory (written as the `with` closes) is never sent.
+            log.error("export cut short: %s", e)
+            raise
+        zipped.writestr("feedback.csv", manifest.getvalue())
+    yield chunks.take()
 
 
 def _extension(image):

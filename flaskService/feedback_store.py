@@ -114,6 +114,11 @@ class FeedbackStore:
             inserted = connection.execute(corrections.insert().values(created_at=now, **row))
             return inserted.inserted_primary_key[0]
 
+    def count(self):
+        self.ensure_schema()
+        with self._connection() as connection:
+            return connection.execute(sa.select(sa.func.count()).select_from(corrections)).scalar_one()
+
     def delete(self, correction_id):
         """Delete one correction; whether it existed."""
         self.ensure_schema()

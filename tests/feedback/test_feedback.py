@@ -294,6 +294,7 @@ def test_an_unwritable_default_path_leaves_the_app_serving(make_client, tmp_path
         png, label = digits[0]
         assert_error(client.post("/feedback", json={"image": base64.b64encode(png).decode(), "label": label}),
                      503, "feedback_unavailable")
+        assert_error(client.get("/feedback/export", headers=ADMIN), 503, "feedback_unavailable")
         assert client.post("/predict", data=png, content_type="image/png").status_code == 200
     finally:
         if os.getuid() == 0:

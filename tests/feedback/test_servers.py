@@ -1,10 +1,12 @@
 """The feedback store under real gunicorn: several workers create the schema at once, a PostgreSQL
 that stops costs /feedback alone, and a new model rolls out on SIGHUP without a failed request."""
 import base64
+import io
 import shutil
 import signal
 import threading
 import time
+import zipfile
 
 import numpy as np
 import pytest
@@ -23,8 +25,9 @@ def correction(png, label):
 
 def test_postgres_going_down_costs_feedback_only(start_server, postgres, postgres_url, mnist):
     """Three workers create the schema on a new database at once; with the database stopped,
-    /feedback answers 503 and /predict and readiness are untouched; restarted, /feedback stores again."""
-    server = start_server({"FEEDBACK_DB": postgres_url}, workers=3)
+    /feedback answers 503 and /predict and readiness are untouched; restarted, /feedback stores again
+    and the export holds every correction."""
+    server = start_server({"FEEDBACK_DB": postgres_url, "ADMIN_API_KEYS": "operator-key"}, workers=3)
     digits = [(image_bytes(mnist["x_test"][i]), int(mnist["y_test"][i])) for i in range(6)]
     ids = [requests.post(server.url + "/feedback", json=correction(png, label), timeout=10).json()["id"]
            for png, label in digits[:3]]
@@ -44,6 +47,13 @@ def test_postgres_going_down_costs_feedback_only(start_server, postgres, postgre
     for png, label in digits[3:]:
         response = requests.post(server.url + "/feedback", json=correction(png, label), timeout=30)
         assert response.status_code == 201, response.text
+
+    # The export streams through gunicorn: every correction stored, in its label's folder.
+    exported = requests.get(server.url + "/feedback/export", headers={"X-API-Key": "operator-key"}, timeout=30)
+    assert exported.status_code == 200
+    images = [name for name in zipfile.ZipFile(io.BytesIO(exported.content)).namelist()
+              if not name.endswith("/") and name != "feedback.csv"]
+    assert sorted(int(name.split("/")[0]) for name in images) == sorted(label for _, label in digits)
 
 
 def test_a_database_down_at_start_does_not_stop_the_server(start_server, mnist):
