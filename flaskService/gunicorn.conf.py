@@ -98,16 +98,12 @@ def post_worker_init(worker):
 
 # prometheus_client multiprocess mode: every worker writes its metrics to files in one directory and
 # /metrics sums them, so a scrape counts all workers whichever one answers it.
-_own_metrics_dir = None
-
-
 def _choose_metrics_dir():
     """PROMETHEUS_MULTIPROC_DIR if set, else one named after this master (in memory when possible),
     so two servers on one machine never mix their counts."""
-    global _own_metrics_dir
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         base = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
-        _own_metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.path.join(base, f"prometheus-{os.getpid()}")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.path.join(base, f"prometheus-{os.getpid()}")
 
 
 def _empty_metrics_dir():
@@ -126,5 +122,7 @@ def child_exit(server, worker):
 
 
 def on_exit(server):
-    if _own_metrics_dir:
-        shutil.rmtree(_own_metrics_dir, ignore_errors=True)
+    # Ours if named after this master. Not a module global: SIGHUP re-reads this file, resetting them.
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+    if os.path.basename(path) == f"prometheus-{os.getpid()}":
+        shutil.rmtree(path, ignore_errors=True)

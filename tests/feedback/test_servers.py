@@ -2,6 +2,7 @@
 that stops costs /feedback alone, and a new model rolls out on SIGHUP without a failed request."""
 import base64
 import io
+import os
 import shutil
 import signal
 import threading
@@ -134,3 +135,6 @@ def test_sighup_rolls_out_a_new_model_without_a_failed_request(start_server, tmp
     wrong = [e for e in ledger if not e.right]
     assert not wrong, f"{figures}; first: {wrong[0].kind} {wrong[0].got_status} {wrong[0].got_digits}"
     assert "Hang up" in server.log_text()
+    server.stop()
+    # SIGHUP re-reads gunicorn.conf.py; the master still removes its metrics directory on exit.
+    assert not os.path.exists(f"/dev/shm/prometheus-{server.process.pid}")
