@@ -35,8 +35,10 @@ FEEDBACK = Counter("feedback_total",
                    "Corrections sent to POST /feedback, by outcome: stored; rejected (bad label or image); full "
                    "(FEEDBACK_MAX_ROWS reached); unavailable (the database failed); disabled (FEEDBACK_DB=off)",
                    ("outcome",))
+# livemax: a worker's series goes when it exits (child_exit), so after a rollout (SIGHUP) only the
+# model that live workers serve is listed.
 MODEL_INFO = Gauge("model_info", "The model this server answers with (always 1)",
-                   ("name", "version", "sha256", "backend"), multiprocess_mode="max")
+                   ("name", "version", "sha256", "backend"), multiprocess_mode="livemax")
 
 
 @bp.get("/metrics")

@@ -135,6 +135,10 @@ def test_sighup_rolls_out_a_new_model_without_a_failed_request(start_server, tmp
     wrong = [e for e in ledger if not e.right]
     assert not wrong, f"{figures}; first: {wrong[0].kind} {wrong[0].got_status} {wrong[0].got_digits}"
     assert "Hang up" in server.log_text()
+    # The metrics say which model serves: the new one only, once the old workers are gone.
+    metrics = requests.get(server.url + "/metrics", timeout=5).text
+    assert [line for line in metrics.splitlines() if line.startswith("model_info{")] == [
+        line for line in metrics.splitlines() if line.startswith("model_info{") and f'sha256="{new_sha}"' in line] != []
     server.stop()
     # SIGHUP re-reads gunicorn.conf.py; the master still removes its metrics directory on exit.
     assert not os.path.exists(f"/dev/shm/prometheus-{server.process.pid}")
