@@ -32,15 +32,16 @@ $(VENV)/.test-deps: requirements.txt requirements-test.txt
 	$(PYTHON) -m pip install -q --disable-pip-version-check -r requirements-test.txt
 	touch $@ $(VENV)/.run-deps
 
-# Debian packages the tests drive for real: Chromium (the page), nginx (the load balancer), wrk (bench);
-# and data: fonts that training sets letters in (DejaVu, URW) and others only the evaluation uses
-# (Liberation, FreeFont, Comic Neue), and Fashion-MNIST, which only the evaluation uses.
-SYSTEM_PACKAGES := chromium nginx wrk fonts-dejavu-core fonts-urw-base35 fonts-liberation fonts-freefont-ttf \
-	fonts-comic-neue dataset-fashion-mnist
-SYSTEM_FILES := /usr/bin/chromium /usr/sbin/nginx /usr/bin/wrk /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf \
-	/usr/share/fonts/opentype/urw-base35/NimbusSans-Regular.otf /usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf \
-	/usr/share/fonts/truetype/freefont/FreeSans.ttf /usr/share/fonts/opentype/comic-neue/ComicNeue-Regular.otf \
-	/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
+# Debian packages the tests drive for real: Chromium (the page), nginx (the load balancer), wrk (bench),
+# PostgreSQL (the feedback store; tests start their own server); and data: fonts that training sets
+# letters in (DejaVu, URW) and others only the evaluation uses (Liberation, FreeFont, Comic Neue),
+# and Fashion-MNIST, which only the evaluation uses.
+SYSTEM_PACKAGES := chromium nginx wrk postgresql fonts-dejavu-core fonts-urw-base35 fonts-liberation \
+	fonts-freefont-ttf fonts-comic-neue dataset-fashion-mnist
+SYSTEM_FILES := /usr/bin/chromium /usr/sbin/nginx /usr/bin/wrk /usr/bin/pg_ctlcluster \
+	/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf /usr/share/fonts/opentype/urw-base35/NimbusSans-Regular.otf \
+	/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf /usr/share/fonts/truetype/freefont/FreeSans.ttf \
+	/usr/share/fonts/opentype/comic-neue/ComicNeue-Regular.otf /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
 system-deps:
 	@missing=""; for f in $(SYSTEM_FILES); do test -e $$f || missing=1; done; \
 	if [ -n "$$missing" ]; then \

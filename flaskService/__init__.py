@@ -7,7 +7,7 @@ import orjson
 from flask import Flask
 from flask.json.provider import JSONProvider
 
-from . import api, auth, config, errors, health, logs, metrics, openapi, page, selfcheck, v2
+from . import api, auth, config, errors, feedback, health, logs, metrics, openapi, page, selfcheck, v2
 from .errors import ApiError
 from .predictor import Predictor
 
@@ -56,6 +56,7 @@ def create_app(test_config=None):
     app.register_blueprint(page.bp)
     app.register_blueprint(v2.bp)
     app.register_blueprint(openapi.bp)
+    feedback.register(app)
     logs.register(app)
 
     readiness = app.extensions["readiness"] = Readiness()

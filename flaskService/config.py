@@ -45,6 +45,12 @@ def _keys(name, text):
     return tuple(key.strip() for key in text.split(",") if key.strip())
 
 
+def _database_url(name, text):
+    if text != "off" and not text.startswith(("sqlite:///", "postgresql://", "postgresql+psycopg://", "postgres://")):
+        raise ConfigError(f"{name} must be sqlite:///PATH, postgresql://USER:PASSWORD@HOST/DB or off; got {text!r}")
+    return text
+
+
 # name: (default, parser, what it is) -- the README's configuration table is this table.
 SETTINGS = {
     "MODEL_PATH": (str(PACKAGE_DIR / "model.h5"), lambda name, text: text,
@@ -61,6 +67,12 @@ SETTINGS = {
     "API_KEYS": ((), _keys, "comma-separated keys; when set, /predict and V2 infer require one"),
     "METRICS_API_KEYS": ((), _keys,
                          "comma-separated keys; when set, /metrics requires one (API_KEYS do not open it)"),
+    "FEEDBACK_DB": (f"sqlite:///{PACKAGE_DIR.parent / 'data' / 'feedback.db'}", _database_url,
+                    "where POST /feedback keeps corrections: sqlite:///PATH or postgresql://...; off keeps none"),
+    "FEEDBACK_MAX_ROWS": (10_000, _positive_int, "most corrections kept; POST /feedback answers 507 at the cap"),
+    "FEEDBACK_RETENTION_DAYS": (365, _positive_int, "corrections older than this are deleted"),
+    "ADMIN_API_KEYS": ((), _keys, "comma-separated keys for GET /feedback/export and DELETE /feedback/ID; "
+                                  "unset, those routes answer 403"),
 }
 
 

@@ -65,6 +65,24 @@ def on_starting(server):
     _empty_metrics_dir()
 
 
+def on_reload(server):
+    """SIGHUP rolls out the file now at MODEL_PATH: gunicorn starts new workers, which load it, and
+    stops the old ones gracefully. Convert the new model here first, as on_starting does, so the new
+    workers find its LiteRT conversion (cached by sha256) instead of each importing TensorFlow."""
+    from flaskService.config import ConfigError, from_environment
+    from flaskService.model import ModelLoadError, check_model_file
+    from flaskService.predictor import convert_once
+
+    try:
+        settings = from_environment()
+        check_model_file(settings["MODEL_PATH"])
+    except (ConfigError, ModelLoadError) as e:
+        # The new workers will fail on it too, and gunicorn then stops: say why, loudly, first.
+        server.log.error("reloading with an unusable model: %s", e)
+        return
+    convert_once(settings["MODEL_PATH"], settings["INFERENCE_BACKEND"])
+
+
 def post_worker_init(worker):
     """On SIGTERM a worker first turns its readiness to 503, then gunicorn drains it: no new
     connections, in-flight requests finish (within graceful_timeout), and a request that arrives on
@@ -80,16 +98,12 @@ def post_worker_init(worker):
 
 # prometheus_client multiprocess mode: every worker writes its metrics to files in one directory and
 # /metrics sums them, so a scrape counts all workers whichever one answers it.
-_own_metrics_dir = None
-
-
 def _choose_metrics_dir():
     """PROMETHEUS_MULTIPROC_DIR if set, else one named after this master (in memory when possible),
     so two servers on one machine never mix their counts."""
-    global _own_metrics_dir
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         base = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
-        _own_metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.path.join(base, f"prometheus-{os.getpid()}")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.path.join(base, f"prometheus-{os.getpid()}")
 
 
 def _empty_metrics_dir():
@@ -108,5 +122,7 @@ def child_exit(server, worker):
 
 
 def on_exit(server):
-    if _own_metrics_dir:
-        shutil.rmtree(_own_metrics_dir, ignore_errors=True)
+    # Ours if named after this master. Not a module global: SIGHUP re-reads this file, resetting them.
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+    if os.path.basename(path) == f"prometheus-{os.getpid()}":
+        shutil.rmtree(path, ignore_errors=True)

@@ -19,7 +19,7 @@ from flask import g, request
 
 HEADER = "X-Request-ID"
 # Ids end up in log lines and response headers: no spaces, quotes or control characters.
-_SANE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+SANE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 access_log = logging.getLogger("flaskService.access")
 
@@ -47,7 +47,7 @@ def _configure_access_log():
 def _start():
     g.request_started = time.perf_counter()
     supplied = request.headers.get(HEADER, "")
-    g.request_id = supplied if _SANE_ID.fullmatch(supplied) else uuid.uuid4().hex
+    g.request_id = supplied if SANE_ID.fullmatch(supplied) else uuid.uuid4().hex
 
 
 def _finish(response):

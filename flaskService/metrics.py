@@ -33,8 +33,14 @@ DIGITS = Counter("digit_predictions_total", "Digits read, by the digit the model
 ANSWERS = Counter("digit_answers_total", "Images answered, by whether they hold one digit and, if not, why not "
                   "(reason: not_a_digit, several_digits; none when is_digit is true)", ("is_digit", "reason"))
 ERRORS = Counter("api_errors_total", "Error responses, by the machine-readable code in their body", ("code",))
+FEEDBACK = Counter("feedback_total",
+                   "Corrections sent to POST /feedback, by outcome: stored; rejected (bad label or image); full "
+                   "(FEEDBACK_MAX_ROWS reached); unavailable (the database failed); disabled (FEEDBACK_DB=off)",
+                   ("outcome",))
+# livemax: a worker's series goes when it exits (child_exit), so after a rollout (SIGHUP) only the
+# model that live workers serve is listed.
 MODEL_INFO = Gauge("model_info", "The model this server answers with (always 1)",
-                   ("name", "version", "sha256", "backend"), multiprocess_mode="max")
+                   ("name", "version", "sha256", "backend"), multiprocess_mode="livemax")
 
 
 @bp.get("/metrics")

@@ -53,13 +53,16 @@ def _errors(*statuses):
 _ERROR_MEANINGS = {
     400: "The request is malformed (bad JSON, base64, shape, parameter...); `code` says which.",
     401: "An API key is required (API_KEYS is set) and none, or a wrong one, was sent.",
+    403: "The key sent is not an admin key (ADMIN_API_KEYS), or the server sets none, which turns the route off.",
     404: "No such route, model or model version.",
     405: "The route exists but not for this method (see Allow).",
     413: "The body, an image or the batch is larger than this server accepts.",
     415: "The body's media type or image format is not supported.",
     422: "The image decoded but holds no digit (blank) or is unusable (decompression bomb).",
     500: "A bug on our side; it has been logged.",
-    503: "This worker is not ready (the model is loading or failed its self-check).",
+    503: "This worker is not ready (the model is loading or failed its self-check), or, on /feedback, the "
+         "feedback database cannot be reached or written.",
+    507: "The feedback store holds FEEDBACK_MAX_ROWS corrections; the operator must export or delete some.",
 }
 
 _PROBABILITIES = {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 1},
@@ -145,6 +148,73 @@ _V2_INFER = {
 }
 
 
+_ADMIN_KEY = [{"bearer": []}, {"apiKey": []}]
+
+_FEEDBACK = {
+    "post": {
+        "tags": ["feedback"],
+        "summary": "Correct a prediction: store the image with the digit it really shows",
+        "description": (
+            "The image in any form /predict takes for one image (multipart `image` or `file`, a base64 or "
+            "data-URL text field, JSON `image`, or a raw image body with the fields in the query string), "
+            "with `label`, the right digit. Optional: `request_id` (the X-Request-ID of the prediction "
+            "corrected), `predicted` (what the client was shown) and `source` (who sends it, e.g. `page`). "
+            "The server stores the original bytes, the 28x28 input the model saw, the label, the model's "
+            "own answer, confidence and version, the time and the request id."),
+        "parameters": [
+            {"name": name, "in": "query", "schema": schema, "description": f"With a raw image body: {what}"}
+            for name, schema, what in (
+                ("label", {"type": "integer", "minimum": 0, "maximum": 9}, "the right digit."),
+                ("predicted", {"type": "integer", "minimum": 0, "maximum": 9}, "what the client was shown."),
+                ("request_id", {"type": "string"}, "the prediction's X-Request-ID."),
+                ("source", {"type": "string"}, "who sends the correction."))],
+        "requestBody": {"required": True, "content": {
+            "multipart/form-data": {"schema": _ref("FeedbackForm")},
+            "application/x-www-form-urlencoded": {"schema": _ref("FeedbackForm")},
+            "image/*": {"schema": {"type": "string", "format": "binary"}},
+            **_json(_ref("FeedbackJson")),
+        }},
+        "responses": {
+            "201": {"description": "Stored.", "content": _json(_ref("FeedbackStored"))},
+            **_errors(400, 401, 404, 413, 415, 422, 500, 503, 507),
+        },
+        "security": _KEY_IF_CONFIGURED,
+    }
+}
+
+_FEEDBACK_EXPORT = {
+    "get": {
+        "tags": ["feedback"],
+        "summary": "Every stored correction, as a zip of 0/ ... 9/ image folders (admin)",
+        "description": (
+            "The original images, each in the folder of its label (`<label>/<id>.<ext>`), the layout "
+            "`train.py --data DIR` reads, and `feedback.csv` with each one's id, time, label, model answer, "
+            "model version, request id and source. Needs one of ADMIN_API_KEYS; off (403) when none is set."),
+        "responses": {
+            "200": {"description": "A zip file.", "content": {"application/zip": {
+                "schema": {"type": "string", "format": "binary"}}}},
+            **_errors(401, 403, 404, 500, 503),
+        },
+        "security": _ADMIN_KEY,
+    }
+}
+
+_FEEDBACK_DELETE = {
+    "delete": {
+        "tags": ["feedback"],
+        "summary": "Delete one stored correction (admin)",
+        "parameters": [{"name": "correction_id", "in": "path", "required": True,
+                        "schema": {"type": "integer", "minimum": 0, "maximum": 2147483647},
+                        "description": "The `id` POST /feedback answered (also in the export's feedback.csv)."}],
+        "responses": {
+            "204": {"description": "Deleted."},
+            **_errors(401, 403, 404, 500, 503),
+        },
+        "security": _ADMIN_KEY,
+    }
+}
+
+
 def _get(tag, summary, schema, *statuses, parameters=()):
     operation = {"tags": [tag], "summary": summary,
                  "responses": {"200": {"description": "OK", "content": _json(schema)}, **_errors(*statuses)}}
@@ -170,7 +240,9 @@ SCHEMAS = {
                                              "payload_too_large", "too_many_images", "too_many_pixels",
                                              "unsupported_media_type", "unsupported_image_format",
                                              "blank_image", "implausible_image", "decompression_bomb",
-                                             "not_ready"]},
+                                             "not_ready", "invalid_label", "feedback_full",
+                                             "feedback_unavailable", "feedback_disabled", "feedback_not_found",
+                                             "admin_disabled", "forbidden"]},
                        "status": {"type": "integer", "description": "The HTTP status, repeated."}}},
     "Model": {"type": "object", "required": ["name", "version"], "properties": {
         "name": {"type": "string"}, "version": {"type": "string"}}},
@@ -204,6 +276,25 @@ SCHEMAS = {
             {"type": "object", "required": ["pixels"], "properties": {"pixels": {
                 "type": "array", "description": "28x28 (or 784) numbers, 0-255 or 0-1, white on black; or a list of them."}}},
         ]},
+    "FeedbackForm": {"type": "object", "required": ["label"], "properties": {
+        "image": {"type": "string", "format": "binary", "description": "The image (a file, or base64 / a data URL as text)."},
+        "file": {"type": "string", "format": "binary", "description": "Same as `image`."},
+        "label": {"type": "integer", "minimum": 0, "maximum": 9, "description": "The digit the image really shows."},
+        "predicted": {"type": "integer", "minimum": 0, "maximum": 9, "description": "What the client was shown."},
+        "request_id": {"type": "string", "description": "The X-Request-ID of the prediction corrected."},
+        "source": {"type": "string", "description": "Who sends it (e.g. `page`)."}}},
+    "FeedbackJson": {"type": "object", "required": ["image", "label"], "properties": {
+        "image": {"type": "string", "description": "Base64 or a data:image/...;base64, URL."},
+        "label": {"type": "integer", "minimum": 0, "maximum": 9, "description": "The digit the image really shows."},
+        "predicted": {"type": "integer", "minimum": 0, "maximum": 9, "description": "What the client was shown."},
+        "request_id": {"type": "string", "description": "The X-Request-ID of the prediction corrected."},
+        "source": {"type": "string", "description": "Who sends it (e.g. `page`)."}}},
+    "FeedbackStored": {"type": "object", "required": ["id", "label", "predicted", "confidence", "model"], "properties": {
+        "id": {"type": "integer", "description": "The stored correction's id (DELETE /feedback/{id} removes it)."},
+        "label": {"type": "integer", "minimum": 0, "maximum": 9},
+        "predicted": {"type": "integer", "minimum": 0, "maximum": 9, "description": "What the model reads in the image."},
+        "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+        "model": _ref("Model")}},
     "Status": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}},
     "ModelCard": {
         "type": "object", "required": ["name", "version", "backend"], "additionalProperties": True,
@@ -263,6 +354,9 @@ PATHS = {
         "tags": ["page"], "summary": "The drawing page: draw a digit, see what the model reads",
         "responses": {"200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}}}},
     "/predict": _PREDICT,
+    "/feedback": _FEEDBACK,
+    "/feedback/export": _FEEDBACK_EXPORT,
+    "/feedback/{correction_id}": _FEEDBACK_DELETE,
     "/health/live": _get("health", "Liveness: the process answers", _ref("Status"), 500),
     "/health/ready": _get("health", "Readiness: the model is loaded and passed its self-check",
                                  _ref("Status"), 500, 503),
@@ -314,7 +408,8 @@ DOCUMENT = {
             "`/v2/...` speaks the Open Inference Protocol (KServe, Triton, MLServer clients work as they are). "
             "Every error has the same JSON shape (`Error`), and every response carries X-Request-ID."),
     },
-    "tags": [{"name": "page"}, {"name": "predict"}, {"name": "v2", "description": "Open Inference Protocol (V2)"},
+    "tags": [{"name": "page"}, {"name": "predict"}, {"name": "feedback", "description": "Corrections, for retraining"},
+             {"name": "v2", "description": "Open Inference Protocol (V2)"},
              {"name": "health"}, {"name": "operations"}],
     "paths": PATHS,
     "components": {

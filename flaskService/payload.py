@@ -35,7 +35,7 @@ def read(request, max_images, max_pixels):
     skip = raw == "none"
     mimetype = request.mimetype
     if mimetype in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        items, is_list = _from_form(request)
+        items, is_list = from_form(request)
     elif mimetype in IMAGE_TYPES:
         items, is_list = [whole_body(request)], False
     elif mimetype == "application/json" or mimetype.endswith("+json"):
@@ -100,7 +100,7 @@ def whole_body(request):
     return data
 
 
-def _from_form(request):
+def from_form(request):
     if request.mimetype == "application/x-www-form-urlencoded":
         # Werkzeug bounds only multipart forms by MAX_FORM_PARTS; 4 MiB of "&&&..." would be two
         # million fields and seconds of parsing. The body is cached, so the form is parsed from it.

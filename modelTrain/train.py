@@ -187,6 +187,41 @@ def load_data(source, seed):
     return train, test, description
 
 
+"""
+### Corrections from the service (`--feedback`)
+
+What people corrected through POST /feedback joins the training images, each seen several times per
+epoch: they are few, and they are exactly the digits the model got wrong. A share is held out, so the
+card says how well the new model reads corrections it never trained on.
+"""
+
+FEEDBACK_WEIGHT = 10
+FEEDBACK_HELD_OUT_FRACTION = 0.2
+
+
+def mix_in_feedback(train_data, source, weight, seed):
+    """The training data with the corrections from `source` added `weight` times each, and a
+    description of them for the card holding the held-out share (x, y)."""
+    from modelTrain.feedback import CorrectionsError, describe_source, load_corrections, split_held_out
+
+    try:
+        x, y = load_corrections(source)
+    except CorrectionsError as error:
+        raise InputError(str(error)) from None
+    (x_used, y_used), held_out = split_held_out(x, y, FEEDBACK_HELD_OUT_FRACTION, seed)
+    mixed = (np.concatenate([train_data[0], np.repeat(x_used, weight, axis=0)]),
+             np.concatenate([train_data[1], np.repeat(y_used, weight)]))
+    return mixed, {"source": describe_source(source), "corrections": len(y), "trained_on": len(y_used),
+                   "weight": weight, "held_out": held_out}
+
+
+def digit_accuracy(model, x, y):
+    """Share of `x` read as `y`, from the ten digit outputs (a model may have more), or None if empty."""
+    if not len(y):
+        return None
+    return float((model.predict(x, verbose=0)[:, :NUM_CLASSES].argmax(axis=1) == y).mean())
+
+
 def split_validation(x, y, fraction, seed):
     """Random (train, validation) split of the training images."""
     order = np.random.default_rng(seed).permutation(len(y))
@@ -390,12 +425,16 @@ EPOCHS = 30
 BATCH_SIZE = 128
 # Adam with one epoch of linear warm-up to the peak rate, then cosine decay to zero.
 PEAK_LEARNING_RATE = 3e-3
+# Fine-tuning (--init) starts from weights that already read MNIST: a tenth of the rate adapts them
+# to the corrections without unlearning the rest.
+FINE_TUNE_LEARNING_RATE = 3e-4
 # Epochs without a better validation loss before training stops; the best epoch is kept. Generous:
 # on distorted digits the validation loss jumps about until the learning rate has come down.
 PATIENCE = 20
 
 
-def train(model, train_data, validation_data, epochs, batch_size, augment, seed):
+def train(model, train_data, validation_data, epochs, batch_size, augment, seed,
+          peak_learning_rate=PEAK_LEARNING_RATE):
     """Fit with the best epoch (lowest validation loss) restored; returns history and that epoch."""
     import keras
     import tensorflow as tf
@@ -410,8 +449,8 @@ def train(model, train_data, validation_data, epochs, batch_size, augment, seed)
 
     steps_per_epoch = len(dataset)
     schedule = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=PEAK_LEARNING_RATE / 10,
-        warmup_target=PEAK_LEARNING_RATE,
+        initial_learning_rate=peak_learning_rate / 10,
+        warmup_target=peak_learning_rate,
         warmup_steps=steps_per_epoch,
         decay_steps=max(1, steps_per_epoch * (epochs - 1)),
     )
@@ -672,6 +711,14 @@ def parse_args(argv=None):
                         help="seed for splits, shuffling, initialisation, augmentation (default 1)")
     parser.add_argument("--no-augment", dest="augment", action="store_false",
                         help="train on the images as they are")
+    parser.add_argument("--feedback", metavar="SOURCE",
+                        help="also train on corrections sent to the service: its FEEDBACK_DB URL, or "
+                        "the zip (or unzipped folder) GET /feedback/export returns")
+    parser.add_argument("--feedback-weight", type=positive_int, default=FEEDBACK_WEIGHT, metavar="N",
+                        help=f"each correction is seen N times per epoch (default {FEEDBACK_WEIGHT})")
+    parser.add_argument("--init", type=Path, metavar="MODEL",
+                        help="fine-tune this model (e.g. flaskService/model.h5) instead of starting "
+                        f"from scratch, at a peak learning rate of {FINE_TUNE_LEARNING_RATE}")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "flaskService", metavar="DIR",
                         help="output folder (default: flaskService/, the shipped model)")
     return parser.parse_args(argv)
@@ -702,6 +749,9 @@ def run(args, command):
     if not len(y_test):
         raise InputError(f"{args.data}: no test images; give each digit at least 3 images")
     train_digits, validation_digits = split_validation(x_train, y_train, VALIDATION_FRACTION, args.seed)
+    feedback = None
+    if args.feedback:
+        train_digits, feedback = mix_in_feedback(train_digits, args.feedback, args.feedback_weight, args.seed)
     train_data = with_rejection_classes(*train_digits, seed=args.seed)
     validation_data = with_rejection_classes(*validation_digits, seed=args.seed + 1000)
     data.update(train=len(train_digits[1]), validation=len(validation_digits[1]), test=len(y_test),
@@ -719,17 +769,35 @@ def run(args, command):
     # TensorFlow's deterministic kernels (multi-threaded reductions otherwise vary run to run).
     keras.utils.set_random_seed(args.seed)
     tf.config.experimental.enable_op_determinism()
-    model = ARCHITECTURES[args.arch]()
+    if args.init:
+        from flaskService.model import ModelLoadError, load_model
+
+        try:
+            model = load_model(args.init)
+        except ModelLoadError as error:
+            raise InputError(f"--init: {error}") from None
+        if model.output_shape[-1] != synthetic.CLASSES:
+            raise InputError(f"--init: {args.init} has {model.output_shape[-1]} outputs; fine-tuning needs one of "
+                             f"ours with {synthetic.CLASSES} (ten digits, not a digit, several digits)")
+    else:
+        model = ARCHITECTURES[args.arch]()
     model.summary()
+    if feedback:
+        feedback["held_out_accuracy_before"] = digit_accuracy(model, *feedback["held_out"]) if args.init else None
 
     started = time.monotonic()
     history, best_epoch = train(
-        model, train_data, validation_data, args.epochs, args.batch_size, args.augment, args.seed
+        model, train_data, validation_data, args.epochs, args.batch_size, args.augment, args.seed,
+        FINE_TUNE_LEARNING_RATE if args.init else PEAK_LEARNING_RATE,
     )
     training_seconds = round(time.monotonic() - started, 1)
     temperature = fit_temperature(model, *validation_digits)
     model = calibrated(model, temperature)
     print(f"calibration: temperature {temperature:.3f}, fitted on the validation split")
+    if feedback:
+        held_out = feedback.pop("held_out")
+        feedback.update(held_out=len(held_out[1]), held_out_accuracy=digit_accuracy(model, *held_out))
+        print(f"corrections: {feedback}")
 
     validation = evaluate(model, *validation_digits)
     test = evaluate(model, x_test, y_test)
@@ -773,6 +841,7 @@ def run(args, command):
                 "stroke_gap_share": STROKE_GAP_SHARE,
             } if args.augment else None,
             "seed": args.seed,
+            "init": {"path": str(args.init), "sha256": sha256_of(args.init)} if args.init else None,
             "seconds": training_seconds,
             "calibration": {"method": "temperature scaling of the digit probabilities on the validation "
                                       "split's digits (log loss)",
@@ -781,6 +850,7 @@ def run(args, command):
         },
         "validation": {key: validation[key] for key in ("images", "accuracy", "loss")},
         "test": test,
+        "feedback": feedback,
         "latency": latency,
     }
     write_card(args.out / "model.json", card)

@@ -91,6 +91,14 @@ def open_page(browser, server):
         tab.context.close()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def feedback_db(tmp_path_factory):
+    """Corrections that the suite's apps and servers store go to a throwaway SQLite file, never to
+    the checkout's data/ (the FEEDBACK_DB default); a test that needs another store sets its own."""
+    os.environ["FEEDBACK_DB"] = f"sqlite:///{tmp_path_factory.mktemp('feedback') / 'feedback.db'}"
+    return os.environ["FEEDBACK_DB"]
+
+
 @pytest.fixture(scope="session")
 def mnist_npz():
     """Path of the MNIST npz: MNIST_NPZ (as .ci/run sets it), else ../shared/data/mnist.npz."""

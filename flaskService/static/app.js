@@ -177,8 +177,12 @@
       const response = await fetch(app.dataset.predictUrl, {method: "POST", body, signal: controller.signal});
       const answer = await response.json().catch(() => null);
       if (controller !== inFlight) return; // a newer drawing has replaced this one
-      if (response.ok && answer && answer.probabilities) show(answer);
-      else fail(messageFor(answer, response.status, source));
+      if (response.ok && answer && answer.probabilities) {
+        show(answer);
+        // For static/feedback.js: what was read, so a person can correct it.
+        app.dispatchEvent(new CustomEvent("prediction",
+          {detail: {answer, image: body, requestId: response.headers.get("X-Request-ID")}}));
+      } else fail(messageFor(answer, response.status, source));
     } catch (error) {
       if (error.name === "AbortError") return;
       fail("Could not reach the server. Check the connection and try again.");

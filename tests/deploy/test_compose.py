@@ -31,7 +31,7 @@ def seconds(duration):
 @pytest.mark.parametrize("profiles", ([], ["--profile", "monitoring"]))
 def test_compose_validates(profiles):
     services = compose_config(COMPOSE, *profiles)["services"]
-    expected = {"app", "nginx"} | ({"prometheus", "grafana"} if profiles else set())
+    expected = {"app", "nginx", "postgres"} | ({"prometheus", "grafana"} if profiles else set())
     assert set(services) == expected
 
 

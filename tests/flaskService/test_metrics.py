@@ -33,7 +33,7 @@ def metrics_server(start_server, tmp_path):
     running.metrics_dir = directory
     # Ready means one worker is; each worker writes its model_info gauge once its model is loaded.
     deadline = time.monotonic() + 60
-    while len(list(directory.glob("gauge_max_*.db"))) < 2:
+    while len(list(directory.glob("gauge_livemax_*.db"))) < 2:
         assert time.monotonic() < deadline, "the second worker did not load its model"
         time.sleep(0.2)
     return running

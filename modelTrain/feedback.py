@@ -1,0 +1,100 @@
+"""
+Title: Corrections from the service, as training data
+Description: The digits people corrected through POST /feedback, loaded for `train.py --feedback`.
+
+A source is either the service's database, named by the same URL the service uses (FEEDBACK_DB:
+`sqlite:///...` or `postgresql://...`), or what GET /feedback/export returned: the zip, or the folder
+it unzips to (`0/ ... 9/`, one image per correction).
+
+From the database, each correction's 28x28 input is used exactly as the model saw it when the
+correction came in. From an export, the original images go through the service's preprocessing
+now, as `train.py --data DIR` does with any folder.
+"""
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from flaskService.errors import ApiError
+from flaskService.feedback_store import INPUT_DTYPE, corrections, describe, engine_for
+from flaskService.model import INPUT_SHAPE, NUM_CLASSES
+from flaskService.preprocess import preprocess_image
+
+DATABASE_SCHEMES = ("sqlite:", "postgresql:", "postgresql+psycopg:", "postgres:")
+
+
+class CorrectionsError(Exception):
+    """The source cannot be read, or holds no correction; the message says which."""
+
+
+def load_corrections(source):
+    """(x, y) of every correction in `source`: float32 (n, 28, 28, 1) inputs and int64 labels."""
+    source = str(source)
+    if source.startswith(DATABASE_SCHEMES):
+        images, labels = _from_database(source)
+    elif zipfile.is_zipfile(source):
+        with zipfile.ZipFile(source) as archive:
+            images, labels = _from_files(
+                (name, lambda name=name: archive.read(name)) for name in archive.namelist())
+    elif Path(source).is_dir():
+        images, labels = _from_files(
+            (path.relative_to(source).as_posix(), path.read_bytes) for path in sorted(Path(source).rglob("*")))
+    else:
+        raise CorrectionsError(f"{source}: not a database URL, an export zip or a folder")
+    if not labels:
+        raise CorrectionsError(f"{source}: holds no corrections")
+    x = np.stack(images).astype("float32").reshape(-1, *INPUT_SHAPE)
+    return x, np.array(labels, dtype="int64")
+
+
+def _from_database(url):
+    import sqlalchemy as sa
+
+    database = sa.make_url(url).database
+    if sa.make_url(url).get_backend_name() == "sqlite" and not Path(database or "").is_file():
+        raise CorrectionsError(f"{url}: no such SQLite file")
+    try:
+        engine = engine_for(url)
+        with engine.connect() as connection:
+            rows = connection.execute(sa.select(corrections.c.input, corrections.c.label)
+                                      .order_by(corrections.c.id)).all()
+        engine.dispose()
+    except (sa.exc.SQLAlchemyError, OSError) as error:
+        raise CorrectionsError(f"cannot read corrections from {describe(url, error)}") from None
+    return [np.frombuffer(row.input, INPUT_DTYPE).reshape(28, 28) for row in rows], [row.label for row in rows]
+
+
+def _from_files(entries):
+    """Images named `<digit>/<anything>` (other files, such as feedback.csv, are not corrections)."""
+    images, labels = [], []
+    for name, read in entries:
+        parts = name.split("/")
+        if len(parts) != 2 or parts[0] not in {str(d) for d in range(NUM_CLASSES)} or not parts[1] \
+                or parts[1].startswith("."):
+            continue
+        try:
+            images.append(preprocess_image(read()))
+        except (ApiError, OSError) as error:
+            raise CorrectionsError(f"{name}: {error}") from None
+        labels.append(int(parts[0]))
+    return images, labels
+
+
+def split_held_out(x, y, fraction, seed):
+    """(train, held_out): `fraction` of the corrections, at random, are kept out of training so that
+    the card can say how well the new model reads corrections it never saw."""
+    order = np.random.default_rng(seed).permutation(len(y))
+    count = round(len(y) * fraction)
+    held_out, train = order[:count], order[count:]
+    return (x[train], y[train]), (x[held_out], y[held_out])
+
+
+def describe_source(source):
+    """The source for the model card: a database URL without its password, or the path."""
+    source = str(source)
+    if source.startswith(DATABASE_SCHEMES):
+        import sqlalchemy as sa
+
+        return sa.make_url(source).render_as_string(hide_password=True)
+    return source
