@@ -30,6 +30,8 @@ STAGE_SECONDS = Histogram(
     "preprocessing the images) and inference (the model)",
     ("stage",), buckets=_BUCKETS)
 DIGITS = Counter("digit_predictions_total", "Digits read, by the digit the model answered", ("digit",))
+NUMBERS = Counter("number_readings_total", "Numbers read by POST /read, by how many digits they have (13 = 13 or more)",
+                  ("length",))
 ERRORS = Counter("api_errors_total", "Error responses, by the machine-readable code in their body", ("code",))
 MODEL_INFO = Gauge("model_info", "The model this server answers with (always 1)",
                    ("name", "version", "sha256", "backend"), multiprocess_mode="max")
@@ -60,6 +62,12 @@ def record_digits(digits):
     for digit in digits:
         DIGITS.labels(str(digit)).inc()
     g.digits = digits
+
+
+def record_readings(texts):
+    """Count the numbers one /read request read, by length (not by text: numbers may be private)."""
+    for text in texts:
+        NUMBERS.labels(str(min(len(text), 13))).inc()
 
 
 def _record_request(response):
