@@ -9,8 +9,8 @@ from flask import current_app, request
 
 from .errors import ApiError
 
-# The views behind POST /predict and the Open Inference Protocol's infer routes, and GET /metrics.
-PREDICT_ENDPOINTS = ("api.predict", "v2.infer")
+# The views behind POST /predict, POST /read and the Open Inference Protocol's infer routes, and GET /metrics.
+PREDICT_ENDPOINTS = ("api.predict", "read.read", "v2.infer")
 METRICS_ENDPOINT = "metrics.metrics"
 
 

@@ -57,7 +57,7 @@ _ERROR_MEANINGS = {
     405: "The route exists but not for this method (see Allow).",
     413: "The body, an image or the batch is larger than this server accepts.",
     415: "The body's media type or image format is not supported.",
-    422: "The image decoded but holds no digit (blank) or is unusable (decompression bomb).",
+    422: "The image decoded but holds no digit (blank, or only specks: no_digits) or is unusable (decompression bomb).",
     500: "A bug on our side; it has been logged.",
     503: "This worker is not ready (the model is loading or failed its self-check).",
 }
@@ -98,6 +98,31 @@ _PREDICT = {
         "responses": {
             "200": {"description": "The digit read, with the model's probabilities.",
                     "content": _json({"oneOf": [_ref("Prediction"), _ref("PredictionList")]})},
+            **_errors(400, 401, 413, 415, 422, 500, 503),
+        },
+        "security": _KEY_IF_CONFIGURED,
+    }
+}
+
+_READ = {
+    "post": {
+        "tags": ["read"],
+        "summary": "Read the whole number (1 to 12 digits) written in one or more images",
+        "description": (
+            "The same request forms and limits as `/predict` (a 28x28 `pixels` array is read as a small "
+            "image). The digits are found by segmentation (connected strokes, cuts between touching "
+            "neighbours) and each is read by the digit model: `text` left to right, `confidence` the "
+            "probability that the whole text is right (the product of the digits'), and per digit its "
+            "box `[x, y, w, h]` in the uploaded image's pixels. A list in, a list out."),
+        "parameters": [
+            {"name": "debug", "in": "query", "schema": {"type": "string", "enum": ["1", "true"]},
+             "description": "Also return the image with the boxes drawn and, per digit, the 28x28 input the "
+                            "model saw, as PNG data URLs."},
+        ],
+        "requestBody": _PREDICT["post"]["requestBody"],
+        "responses": {
+            "200": {"description": "The number read, digit by digit.",
+                    "content": _json({"oneOf": [_ref("Reading"), _ref("ReadingList")]})},
             **_errors(400, 401, 413, 415, 422, 500, 503),
         },
         "security": _KEY_IF_CONFIGURED,
@@ -167,7 +192,8 @@ SCHEMAS = {
                                              "invalid_pixels", "no_image", "malformed_body", "unauthorized",
                                              "payload_too_large", "too_many_images", "too_many_pixels",
                                              "unsupported_media_type", "unsupported_image_format",
-                                             "blank_image", "implausible_image", "decompression_bomb",
+                                             "blank_image", "no_digits", "too_many_digits",
+                                             "implausible_image", "decompression_bomb",
                                              "not_ready"]},
                        "status": {"type": "integer", "description": "The HTTP status, repeated."}}},
     "Model": {"type": "object", "required": ["name", "version"], "properties": {
@@ -182,6 +208,27 @@ SCHEMAS = {
     "PredictionList": {
         "type": "object", "required": ["predictions", "model"], "properties": {
             "predictions": {"type": "array", "items": _ref("Prediction")}, "model": _ref("Model")}},
+    "ReadDigit": {
+        "type": "object", "required": ["digit", "confidence", "probabilities", "box"], "properties": {
+            "digit": {"type": "integer", "minimum": 0, "maximum": 9},
+            "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+            "probabilities": _PROBABILITIES,
+            "box": {"type": "array", "items": {"type": "integer"}, "minItems": 4, "maxItems": 4,
+                    "description": "[x, y, width, height] of the digit's ink, in the uploaded image's pixels."},
+            "input": {"type": "string", "description": "With ?debug=1: the 28x28 input as a PNG data URL."}}},
+    "Reading": {
+        "type": "object", "required": ["text", "confidence", "digits"], "properties": {
+            "text": {"type": "string", "pattern": "^[0-9]+$", "examples": ["2026"]},
+            "confidence": {"type": "number", "minimum": 0, "maximum": 1,
+                           "description": "The probability that the whole text is right: the product of the digits'."},
+            "digits": {"type": "array", "items": _ref("ReadDigit"), "minItems": 1, "description": "Left to right."},
+            "image": {"type": "string",
+                      "description": "With ?debug=1: the image (at most 640 px on its longest side) with the boxes "
+                                     "drawn, as a PNG data URL."},
+            "model": _ref("Model")}},
+    "ReadingList": {
+        "type": "object", "required": ["readings", "model"], "properties": {
+            "readings": {"type": "array", "items": _ref("Reading")}, "model": _ref("Model")}},
     "PredictJson": {
         "description": "Exactly one of image, images or pixels.",
         "oneOf": [
@@ -248,6 +295,7 @@ PATHS = {
         "tags": ["page"], "summary": "The drawing page: draw a digit, see what the model reads",
         "responses": {"200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}}}},
     "/predict": _PREDICT,
+    "/read": _READ,
     "/health/live": _get("health", "Liveness: the process answers", _ref("Status"), 500),
     "/health/ready": _get("health", "Readiness: the model is loaded and passed its self-check",
                                  _ref("Status"), 500, 503),
@@ -296,10 +344,11 @@ DOCUMENT = {
         "version": "1",
         "description": (
             "Reads handwritten digits with an MNIST model. `/predict` takes images as people have them; "
+            "`/read` reads whole numbers; "
             "`/v2/...` speaks the Open Inference Protocol (KServe, Triton, MLServer clients work as they are). "
             "Every error has the same JSON shape (`Error`), and every response carries X-Request-ID."),
     },
-    "tags": [{"name": "page"}, {"name": "predict"}, {"name": "v2", "description": "Open Inference Protocol (V2)"},
+    "tags": [{"name": "page"}, {"name": "predict"}, {"name": "read"}, {"name": "v2", "description": "Open Inference Protocol (V2)"},
              {"name": "health"}, {"name": "operations"}],
     "paths": PATHS,
     "components": {
