@@ -51,9 +51,14 @@ def read_number(image, classify):
     Raises ApiError 422 (blank_image, no_digits, too_many_digits) when there is no number to read."""
     ink = preprocess.find_ink(image)
     work, factor = _work_scale(ink.pixels)
-    pieces = []
-    for group in _groups(work):
-        pieces.extend(_split(group, classify))
+    # Every candidate piece of every group is classified in one batch: one call into the model.
+    searches = [_candidates(group) for group in _groups(work)]
+    everything = [piece for candidates, _ in searches for piece in candidates.values()]
+    if everything:
+        inputs = np.stack([preprocess.centre_like_mnist(piece.pixels) for piece in everything])
+        for piece, array, probabilities in zip(everything, inputs, classify(inputs)):
+            piece.input, piece.probabilities = array, probabilities
+    pieces = [piece for candidates, last in searches for piece in _best_cuts(candidates, last)]
     if not pieces:
         raise ApiError(422, "no_digits", "No digit found: the image holds only specks or lines.")
     pieces.sort(key=lambda piece: piece.left + piece.pixels.shape[1] / 2)
@@ -77,7 +82,7 @@ class _Piece:
         self.pixels = pixels[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
         self.left, self.top = left + cols[0], top + rows[0]
         self.box = (self.left, self.top, self.pixels.shape[1], self.pixels.shape[0])
-        self.input = self.probabilities = None
+        self.input = self.probabilities = self.group_height = None
 
 
 def _work_scale(pixels):
@@ -137,8 +142,9 @@ def _groups(work):
     return sorted(groups, key=lambda g: g.left)
 
 
-def _split(group, classify):
-    """One group -> the pieces (one digit each) that the best cuts make, each classified."""
+def _candidates(group):
+    """One group -> its candidate pieces, {(first seam, last seam): _Piece}, and the last seam's index.
+    Seam 0 is the group's left edge, the last its right edge; a narrow group has no others."""
     height, width = group.pixels.shape
     seams = [np.full(height, -1)]
     if width > SPLIT_ASPECT * height:
@@ -151,14 +157,9 @@ def _split(group, classify):
                 break
             piece = _between(group, seams[start], seams[stop])
             if piece is not None:
+                piece.group_height = height
                 candidates[start, stop] = piece
-    if not candidates:
-        return []
-    pieces = list(candidates.values())
-    inputs = np.stack([preprocess.centre_like_mnist(p.pixels) for p in pieces])
-    for piece, array, probabilities in zip(pieces, inputs, classify(inputs)):
-        piece.input, piece.probabilities = array, probabilities
-    return _best_cuts(candidates, len(seams) - 1, height)
+    return candidates, len(seams) - 1
 
 
 def _seams(ink):
@@ -203,7 +204,7 @@ def _between(group, left_seam, right_seam):
     return _Piece(pixels, group.left, group.top)
 
 
-def _best_cuts(candidates, last, height):
+def _best_cuts(candidates, last):
     """Dynamic programming over the seams: the pieces from seam 0 to `last` with the best total score."""
     best = {0: (0.0, [])}
     for stop in range(1, last + 1):
@@ -216,18 +217,18 @@ def _best_cuts(candidates, last, height):
             if piece is None:  # no ink between these seams: nothing to read there
                 options.append((score, chosen))
             else:
-                options.append((score + _score(piece, height) - (CUT_PENALTY if start else 0.0), chosen + [piece]))
+                options.append((score + _score(piece) - (CUT_PENALTY if start else 0.0), chosen + [piece]))
         if options:
             best[stop] = max(options, key=lambda option: option[0])
     return best.get(last, (0.0, []))[1]
 
 
-def _score(piece, group_height):
+def _score(piece):
     """How much a piece looks like one digit: the log of its confidence, less shape penalties."""
     height, width = piece.pixels.shape
     digit = int(piece.probabilities.argmax())
     score = np.log(max(float(piece.probabilities[digit]), 1e-9))
     score -= ASPECT_PENALTY * max(0.0, width / height - ASPECTS[digit] - ASPECT_SLACK)
-    if height < FRAGMENT * group_height:
+    if height < FRAGMENT * piece.group_height:
         score -= FRAGMENT_PENALTY
     return score
