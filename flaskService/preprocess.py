@@ -10,7 +10,6 @@ images) both import this module, so what the model is trained on is what it is s
 """
 import io
 import warnings
-from collections import namedtuple
 
 import numpy as np
 from PIL import Image, ImageChops, ImageFilter, ImageOps, UnidentifiedImageError
@@ -102,25 +101,14 @@ def _unsupported(data):
     return ApiError(400, "invalid_image", "The data is not an image (PNG, JPEG, GIF, BMP or WebP expected).")
 
 
-Ink = namedtuple("Ink", "pixels left top scale")
-
-
 def ink_from_image(image):
-    """A decoded image -> (H, W) float32 ink in [0, 1] on 0, whatever its mode, colours or polarity."""
-    return find_ink(image).pixels
-
-
-def find_ink(image):
-    """A decoded image -> its ink (float32 (h, w) in [0, 1], white on black) and where it lies:
-    pixel (row, col) of `pixels` covers the uploaded image's point ((left + col) / scale, (top + row) / scale).
+    """A decoded image -> (H, W) float32 ink in [0, 1] on 0, whatever its mode, colours or polarity.
 
     Works on 8-bit Pillow images throughout: each step is one pass in C over at most WORK_SIZE^2 pixels.
     """
-    width = image.width
     image = _common_mode(image)
     if max(image.size) > WORK_SIZE:
         image.thumbnail((WORK_SIZE, WORK_SIZE), Image.Resampling.BOX)
-    scale = image.width / width
     if image.mode in ("LA", "RGBA"):
         alpha = image.getchannel("A")
         alpha_levels = alpha.histogram()  # one pass that answers three questions below
@@ -139,7 +127,7 @@ def find_ink(image):
             if canvas and _one_colour(image.crop(ink_box), opaque.crop(ink_box)):
                 # Strokes of one colour (what a drawing canvas exports): the ink is the opacity,
                 # exactly what compositing on a contrasting paper would give, at a fraction of the cost.
-                return Ink(*_normalise_ink(alpha, alpha_levels), scale)
+                return _normalise_ink(alpha, alpha_levels)
             image = image.convert(image.mode[:-1])
             paper = _contrasting(image, opaque) if canvas else _paper_colour(image, opaque)
             image = Image.composite(image, Image.new(image.mode, image.size, paper), alpha)
@@ -156,7 +144,7 @@ def find_ink(image):
         # shows up as a slow haze across the page. Clean drawings skip both and keep sharp strokes.
         difference = difference.filter(ImageFilter.BoxBlur(1))
         difference = ImageChops.subtract(difference, _haze(difference))
-    return Ink(*_normalise_ink(difference), scale)
+    return _normalise_ink(difference)
 
 
 def _common_mode(image):
@@ -225,8 +213,8 @@ def _haze(difference):
 
 
 def _normalise_ink(difference, histogram=None):
-    """8-bit difference from the paper (and its histogram, if already counted) -> (ink in [0, 1]: the
-    paper's noise floor to 0, solid ink to 1; its left and top in the difference image)."""
+    """8-bit difference from the paper (and its histogram, if already counted) -> ink in [0, 1]: the
+    paper's noise floor to 0, solid ink to 1."""
     histogram = np.asarray(histogram or difference.histogram(), np.float64)
     levels = np.flatnonzero(histogram)
     if len(levels) < 2 or levels[-1] < MIN_CONTRAST * 255:  # one flat level, or too faint to be ink
@@ -240,8 +228,7 @@ def _normalise_ink(difference, histogram=None):
     solid = threshold + 1 + _percentile(histogram[threshold + 1:], 0.9)
     lut = np.clip((np.arange(256, dtype=np.float32) - floor) / max(solid - floor, 1), 0.0, 1.0)
     # Only the box around every non-zero level can hold ink; a canvas is mostly empty around it.
-    box = difference.getbbox()
-    return lut[np.asarray(difference.crop(box))], box[0], box[1]
+    return lut[np.asarray(difference.crop(difference.getbbox()))]
 
 
 def _otsu(histogram):
