@@ -24,8 +24,10 @@ def read():
     debug = request.args.get("debug") in ("1", "true")
 
     def reading(image):
+        # find_ink shrinks a big image in place; the debug picture needs it as decoded.
+        decoded = image.copy() if debug else None
         number = read_number(image, lambda arrays: digit_probabilities(predictor, arrays))
-        return _reading(number, image if debug else None)
+        return _reading(number, decoded)
 
     with metrics.stage("inference"):
         results = payload.each_item(images, reading) if is_list else [reading(images[0])]
@@ -55,9 +57,11 @@ def _reading(number, image):
 def _with_boxes(image, boxes):
     """The uploaded image on white, at most WORK_SIZE px on its longest side, each box drawn on it -> PNG."""
     picture = image.convert("RGBA")
-    scale = min(1.0, preprocess.WORK_SIZE / max(picture.size))
-    if scale < 1:
-        picture = picture.resize((max(1, round(picture.width * scale)), max(1, round(picture.height * scale))))
+    shrink = min(1.0, preprocess.WORK_SIZE / max(picture.size))
+    if shrink < 1:
+        picture = picture.resize((max(1, round(picture.width * shrink)), max(1, round(picture.height * shrink))))
+    # Boxes are in the uploaded image's pixels; a big JPEG was decoded at a fraction of its size.
+    scale = shrink * image.info.get(preprocess.DECODED_SCALE, 1.0)
     paper = Image.new("RGBA", picture.size, "white")
     paper.alpha_composite(picture)
     picture = paper.convert("RGB")
