@@ -67,7 +67,7 @@ _PROBABILITIES = {"type": "array", "items": {"type": "number", "minimum": 0, "ma
 
 _MODEL_NAME = {"name": "model_name", "in": "path", "required": True, "example": "mnist",
                "schema": {"type": "string"},
-               "description": "`mnist` (the loaded model's own name is accepted too)."}
+               "description": "`mnist` (the loaded model's own name is accepted too), or `mnist-number` for whole numbers."}
 _MODEL_VERSION = {"name": "model_version", "in": "path", "required": True, "schema": {"type": "string"},
                   "description": "The version `GET /v2/models/mnist` lists (the model file's sha256 prefix)."}
 
@@ -141,7 +141,10 @@ _V2_INFER = {
             "INT64 [N]; `outputs` picks them. With the binary tensor data extension the body is the JSON "
             "header followed by the tensors' raw little-endian bytes, and Inference-Header-Content-Length "
             "gives the header's length (in the request and in a response carrying binary outputs). The request "
-            "body may be compressed (Content-Encoding: gzip or deflate)."),
+            "body may be compressed (Content-Encoding: gzip or deflate). The model `mnist-number` reads whole "
+            "numbers as /read does: BYTES [N] of encoded images in; `text` BYTES [N], `confidence` FP32 [N] and, "
+            "padded to the longest number L with -1 (0 for confidences), `digits` INT64 [N,L], "
+            "`digit_confidences` FP32 [N,L] and `boxes` INT64 [N,L,4] out."),
         "parameters": [
             _MODEL_NAME,
             {"name": "Inference-Header-Content-Length", "in": "header", "schema": {"type": "integer", "minimum": 1},
@@ -267,7 +270,8 @@ SCHEMAS = {
             "data": {"type": "array", "description": "Row-major, flat or nested; BYTES: base64 strings or data URLs."}}},
     "V2RequestOutput": {
         "type": "object", "required": ["name"], "properties": {
-            "name": {"type": "string", "enum": ["probabilities", "digit"]},
+            "name": {"type": "string", "enum": ["probabilities", "digit", "text", "confidence", "digits",
+                                                 "digit_confidences", "boxes"]},
             "parameters": {"type": "object", "additionalProperties": True, "properties": {
                 "binary_data": {"type": "boolean", "description": "Send this output as binary data."}}}}},
     "V2InferenceRequest": {
@@ -280,8 +284,8 @@ SCHEMAS = {
     "V2ResponseOutput": {
         "type": "object", "required": ["name", "shape", "datatype"], "properties": {
             "name": {"type": "string"}, "shape": {"type": "array", "items": {"type": "integer"}},
-            "datatype": {"type": "string", "enum": ["FP32", "INT64"]},
-            "parameters": _PARAMETERS, "data": {"type": "array", "items": {"type": "number"}}}},
+            "datatype": {"type": "string", "enum": ["FP32", "INT64", "BYTES"]},
+            "parameters": _PARAMETERS, "data": {"type": "array", "items": {"type": ["number", "string"]}}}},
     "V2InferenceResponse": {
         "type": "object", "required": ["model_name", "outputs"], "properties": {
             "model_name": {"type": "string"}, "model_version": {"type": "string"}, "id": {"type": "string"},
