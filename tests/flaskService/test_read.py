@@ -10,6 +10,7 @@ from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import assert_error, image_bytes
+from tests.flaskService.test_api import seed_requests
 from tests.numbers import KINDS, number
 from tests.renders import STYLES
 
@@ -101,30 +102,16 @@ def test_twelve_separate_digits(client, mnist):
     assert read(client, sample.data)["text"] == sample.text
 
 
-def number_requests(data):
-    """One number in every form /predict accepts, as test-client keyword arguments."""
-    b64 = base64.b64encode(data).decode()
-    url = "data:image/png;base64," + b64
-    return {
-        "multipart image": dict(data={"image": (io.BytesIO(data), "n.png")}),
-        "multipart file": dict(data={"file": (io.BytesIO(data), "n.png")}),
-        "multipart text data URL": dict(data={"file": url}, content_type="multipart/form-data"),
-        "urlencoded data URL": dict(data={"image": url}),
-        "raw body": dict(data=data, content_type="image/png"),
-        "json base64": dict(json={"image": b64}),
-        "json data URL": dict(json={"image": url}),
-    }
-
-
 @pytest.fixture(scope="module")
 def clean_number(mnist):
     sample = number(mnist, 0, "separate", "paper_png", (3, 3))
     return sample
 
 
-@pytest.mark.parametrize("form", list(number_requests(b"")))
+@pytest.mark.parametrize("form", list(seed_requests(b"")))
 def test_every_input_form(client, clean_number, form):
-    response = client.post("/read", **number_requests(clean_number.data)[form])
+    """Every form /predict accepts (the same helper builds them; a PNG sent as image/jpeg is still read)."""
+    response = client.post("/read", **seed_requests(clean_number.data)[form])
     assert response.status_code == 200, response.json
     assert response.json["text"] == clean_number.text
     assert response.json["model"]["name"] and response.json["model"]["version"]
