@@ -99,19 +99,20 @@ def score(numbers, texts):
 
 
 def error_kinds(numbers, texts):
-    """How the reader's wrong answers went wrong: a digit misread, digits merged (too few), split
-    (too many), or nothing read."""
-    counts = defaultdict(int)
+    """How the reader's wrong answers went wrong, per kind of number: a digit misread (right count),
+    digits merged (too few), split (too many), or nothing read."""
+    counts = defaultdict(lambda: defaultdict(int))
     for number, text in zip(numbers, texts):
         if text == number.text:
             continue
         if text.startswith("<"):
-            counts["no_answer"] += 1
+            error = "no_answer"
         elif len(text) == len(number.text):
-            counts["misread"] += 1
+            error = "misread"
         else:
-            counts["too_few" if len(text) < len(number.text) else "too_many"] += 1
-    return dict(counts)
+            error = "too_few" if len(text) < len(number.text) else "too_many"
+        counts[number.kind][error] += 1
+    return {kind: dict(counts[kind]) for kind in KINDS if kind in counts}
 
 
 def main(argv=None):
@@ -157,7 +158,7 @@ def main(argv=None):
                   if r is not None]
         print(f"{label:>12} " + " ".join(f"{v:>9.2%}" for v in values))
     print(f"CPU ms per {TIMING_LENGTH}-digit number: {reader_results['cpu_ms_per_4_digit_number']}")
-    print(f"errors: {reader_results['errors']}")
+    print(f"wrong readings per kind: {reader_results['errors']}")
     wrong = [(n, t) for n, t in zip(numbers, texts) if t != n.text]
     for index, (number, text) in enumerate(wrong[:args.errors]):
         print(f"  {number.kind:>11} {number.style:>19} {number.text:>9} -> {text}")
