@@ -30,7 +30,8 @@ COVERED = 0.8  # two tall components whose columns overlap this much (of the nar
 SPLIT_ASPECT = 1.0  # a group narrower than this times its height is one digit: no seams searched
 SEAM_DRIFT = 0.2  # cost of a seam moving one column sideways, against 1.0 for crossing a pixel of full ink
 SEAM_SPACING = 0.15  # seams closer than this share of the height are one candidate
-SEAMS_PER_HEIGHT = 4.0  # candidate cuts per group: this many per height of its width, the cheapest
+SEAMS_PER_HEIGHT = 4.0  # candidate cuts per group: this many per height of its width, the cheapest,
+MAX_SEAMS = 48  # and never more (a long rule or a zigzag is not worth seconds of classifying)
 CUT_PENALTY = 0.4  # log-probability a cut costs: a half 0 reads as a confident 1, two of them must not beat one 0
 SEAM_INK = 0.5  # ... and this much per stroke width of ink it crosses (two neighbours touch at one stroke; a 0 is cut through two)
 WIDEST = 1.5  # no digit is wider than this times its group's height: wider runs are not classified
@@ -62,6 +63,8 @@ def read_number(image, classify):
     pieces = [piece for candidates, costs in searches for piece in _best_cuts(candidates, costs)]
     if not pieces:
         raise ApiError(422, "no_digits", "No digit found: the image holds only specks or lines.")
+    if len(pieces) > MAX_DIGITS:
+        raise _too_many()
     pieces.sort(key=lambda piece: piece.left + piece.pixels.shape[1] / 2)
     digits = []
     for piece in pieces:
@@ -113,8 +116,7 @@ def _groups(work):
     slices = ndimage.find_objects(labels)
     kept = [i for i in range(count) if masses[i] >= SPECK * masses.max()]
     if len(kept) > MAX_DIGITS * 2:
-        raise ApiError(422, "too_many_digits", f"The image holds over {MAX_DIGITS} separate marks; "
-                                               "that is not a number this service reads.")
+        raise _too_many()
     height = max(slices[i][0].stop - slices[i][0].start for i in kept)
     spans = {i: [slices[i][1].start, slices[i][1].stop] for i in kept}
     members = {i: [i] for i in kept}
@@ -195,7 +197,7 @@ def _seams(ink):
     for column in np.argsort(total[margin:width - margin], kind="stable") + margin:
         if all(abs(column - e) >= spacing for e in ends):
             ends.append(column)
-        if len(ends) >= SEAMS_PER_HEIGHT * width / height:
+        if len(ends) >= min(SEAMS_PER_HEIGHT * width / height, MAX_SEAMS):
             break
     seams = []
     for end in sorted(ends):
@@ -248,3 +250,8 @@ def _score(piece):
     if height < FRAGMENT * piece.group_height:
         score -= FRAGMENT_PENALTY
     return score
+
+
+def _too_many():
+    return ApiError(422, "too_many_digits", f"The image holds more than {MAX_DIGITS} digit-like marks; "
+                                            "that is not a number this service reads.")

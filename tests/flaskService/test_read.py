@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 import requests
-from PIL import Image
+from PIL import Image, ImageDraw
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import assert_error, image_bytes
@@ -179,6 +179,18 @@ def test_an_error_in_a_batch_names_the_image(client, clean_number):
     response = client.post("/read", json={"images": [base64.b64encode(clean_number.data).decode(), blank]})
     assert_error(response, 422, "blank_image")
     assert response.json["error"].startswith("image 1:")
+
+
+def test_a_long_rule_is_not_a_number(client):
+    """A pen line across a wide page is cut into far more pieces than a number has digits: 422."""
+    page = Image.new("L", (4000, 300), 255)
+    ImageDraw.Draw(page).line([(10, 150), (3990, 150)], fill=0, width=20)
+    assert_error(client.post("/read", data=image_bytes(page), content_type="image/png"), 422, "too_many_digits")
+
+
+def test_scattered_specks_are_not_a_number(client):
+    specks = np.where(np.random.default_rng(0).random((640, 640)) < 0.02, 0, 255).astype(np.uint8)
+    assert_error(client.post("/read", data=image_bytes(specks), content_type="image/png"), 422, "too_many_digits")
 
 
 def test_get_is_not_allowed(client):
