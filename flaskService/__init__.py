@@ -7,7 +7,7 @@ import orjson
 from flask import Flask
 from flask.json.provider import JSONProvider
 
-from . import api, auth, config, errors, feedback, health, logs, metrics, openapi, page, selfcheck, v2
+from . import api, auth, config, errors, feedback, health, logs, metrics, openapi, page, read, selfcheck, v2
 from .errors import ApiError
 from .predictor import Predictor
 
@@ -52,6 +52,7 @@ def create_app(test_config=None):
     errors.register(app)
     auth.register(app)
     app.register_blueprint(api.bp)
+    app.register_blueprint(read.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(page.bp)
     app.register_blueprint(v2.bp)

@@ -11,8 +11,9 @@ from flask import current_app, request
 
 from .errors import ApiError
 
-# The views behind POST /predict and the Open Inference Protocol's infer routes, and GET /metrics.
-PREDICT_ENDPOINTS = ("api.predict", "v2.infer", "feedback.submit")
+# The views behind POST /predict, POST /read, POST /feedback and the Open Inference Protocol's infer
+# routes, and GET /metrics.
+PREDICT_ENDPOINTS = ("api.predict", "read.read", "v2.infer", "feedback.submit")
 METRICS_ENDPOINT = "metrics.metrics"
 ADMIN_ENDPOINTS = ("feedback.export", "feedback.delete")
 

@@ -32,6 +32,8 @@ STAGE_SECONDS = Histogram(
 DIGITS = Counter("digit_predictions_total", "Digits read, by the digit the model answered", ("digit",))
 ANSWERS = Counter("digit_answers_total", "Images answered, by whether they hold one digit and, if not, why not "
                   "(reason: not_a_digit, several_digits; none when is_digit is true)", ("is_digit", "reason"))
+NUMBERS = Counter("number_readings_total", "Numbers read by POST /read, by how many digits they have (13 = 13 or more)",
+                  ("length",))
 ERRORS = Counter("api_errors_total", "Error responses, by the machine-readable code in their body", ("code",))
 FEEDBACK = Counter("feedback_total",
                    "Corrections sent to POST /feedback, by outcome: stored; rejected (bad label or image); full "
@@ -71,6 +73,12 @@ def record_answers(answers):
         if is_digit:
             DIGITS.labels(str(digit)).inc()
     g.digits = digits
+
+
+def record_readings(texts):
+    """Count the numbers one /read request read, by length (not by text: numbers may be private)."""
+    for text in texts:
+        NUMBERS.labels(str(min(len(text), 13))).inc()
 
 
 def _record_request(response):

@@ -58,7 +58,7 @@ _ERROR_MEANINGS = {
     405: "The route exists but not for this method (see Allow).",
     413: "The body, an image or the batch is larger than this server accepts.",
     415: "The body's media type or image format is not supported.",
-    422: "The image decoded but holds no digit (blank) or is unusable (decompression bomb).",
+    422: "The image decoded but holds no digit (blank, or only specks: no_digits) or is unusable (decompression bomb).",
     500: "A bug on our side; it has been logged.",
     503: "This worker is not ready (the model is loading or failed its self-check), or, on /feedback, the "
          "feedback database cannot be reached or written.",
@@ -71,7 +71,7 @@ _PROBABILITIES = {"type": "array", "items": {"type": "number", "minimum": 0, "ma
 
 _MODEL_NAME = {"name": "model_name", "in": "path", "required": True, "example": "mnist",
                "schema": {"type": "string"},
-               "description": "`mnist` (the loaded model's own name is accepted too)."}
+               "description": "`mnist` (the loaded model's own name is accepted too), or `mnist-number` for whole numbers."}
 _MODEL_VERSION = {"name": "model_version", "in": "path", "required": True, "schema": {"type": "string"},
                   "description": "The version `GET /v2/models/mnist` lists (the model file's sha256 prefix)."}
 
@@ -109,6 +109,31 @@ _PREDICT = {
     }
 }
 
+_READ = {
+    "post": {
+        "tags": ["read"],
+        "summary": "Read the whole number (1 to 12 digits) written in one or more images",
+        "description": (
+            "The same request forms and limits as `/predict` (a 28x28 `pixels` array is read as a small "
+            "image). The digits are found by segmentation (connected strokes, cuts between touching "
+            "neighbours) and each is read by the digit model: `text` left to right, `confidence` the "
+            "probability that the whole text is right (the product of the digits'), and per digit its "
+            "box `[x, y, w, h]` in the uploaded image's pixels. A list in, a list out."),
+        "parameters": [
+            {"name": "debug", "in": "query", "schema": {"type": "string", "enum": ["1", "true"]},
+             "description": "Also return the image with the boxes drawn and, per digit, the 28x28 input the "
+                            "model saw, as PNG data URLs."},
+        ],
+        "requestBody": _PREDICT["post"]["requestBody"],
+        "responses": {
+            "200": {"description": "The number read, digit by digit.",
+                    "content": _json({"oneOf": [_ref("Reading"), _ref("ReadingList")]})},
+            **_errors(400, 401, 413, 415, 422, 500, 503),
+        },
+        "security": _KEY_IF_CONFIGURED,
+    }
+}
+
 _V2_INFER = {
     "post": {
         "security": _KEY_IF_CONFIGURED,
@@ -121,7 +146,10 @@ _V2_INFER = {
             "INT64 [N] and `is_digit` BOOL [N]; `outputs` picks them. With the binary tensor data extension the body is the JSON "
             "header followed by the tensors' raw little-endian bytes, and Inference-Header-Content-Length "
             "gives the header's length (in the request and in a response carrying binary outputs). The request "
-            "body may be compressed (Content-Encoding: gzip or deflate)."),
+            "body may be compressed (Content-Encoding: gzip or deflate). The model `mnist-number` reads whole "
+            "numbers as /read does: BYTES [N] of encoded images in; `text` BYTES [N], `confidence` FP32 [N] and, "
+            "padded to the longest number L with -1 (0 for confidences), `digits` INT64 [N,L], "
+            "`digit_confidences` FP32 [N,L] and `boxes` INT64 [N,L,4] out."),
         "parameters": [
             _MODEL_NAME,
             {"name": "Inference-Header-Content-Length", "in": "header", "schema": {"type": "integer", "minimum": 1},
@@ -239,7 +267,8 @@ SCHEMAS = {
                                              "invalid_pixels", "no_image", "malformed_body", "unauthorized",
                                              "payload_too_large", "too_many_images", "too_many_pixels",
                                              "unsupported_media_type", "unsupported_image_format",
-                                             "blank_image", "implausible_image", "decompression_bomb",
+                                             "blank_image", "no_digits", "too_many_digits",
+                                             "implausible_image", "decompression_bomb",
                                              "not_ready", "invalid_label", "feedback_full",
                                              "feedback_unavailable", "feedback_disabled", "feedback_not_found",
                                              "admin_disabled", "forbidden"]},
@@ -266,6 +295,27 @@ SCHEMAS = {
     "PredictionList": {
         "type": "object", "required": ["predictions", "model"], "properties": {
             "predictions": {"type": "array", "items": _ref("Prediction")}, "model": _ref("Model")}},
+    "ReadDigit": {
+        "type": "object", "required": ["digit", "confidence", "probabilities", "box"], "properties": {
+            "digit": {"type": "integer", "minimum": 0, "maximum": 9},
+            "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+            "probabilities": _PROBABILITIES,
+            "box": {"type": "array", "items": {"type": "integer"}, "minItems": 4, "maxItems": 4,
+                    "description": "[x, y, width, height] of the digit's ink, in the uploaded image's pixels."},
+            "input": {"type": "string", "description": "With ?debug=1: the 28x28 input as a PNG data URL."}}},
+    "Reading": {
+        "type": "object", "required": ["text", "confidence", "digits"], "properties": {
+            "text": {"type": "string", "pattern": "^[0-9]+$", "examples": ["2026"]},
+            "confidence": {"type": "number", "minimum": 0, "maximum": 1,
+                           "description": "The probability that the whole text is right: the product of the digits'."},
+            "digits": {"type": "array", "items": _ref("ReadDigit"), "minItems": 1, "description": "Left to right."},
+            "image": {"type": "string",
+                      "description": "With ?debug=1: the image (at most 640 px on its longest side) with the boxes "
+                                     "drawn, as a PNG data URL."},
+            "model": _ref("Model")}},
+    "ReadingList": {
+        "type": "object", "required": ["readings", "model"], "properties": {
+            "readings": {"type": "array", "items": _ref("Reading")}, "model": _ref("Model")}},
     "PredictJson": {
         "description": "Exactly one of image, images or pixels.",
         "oneOf": [
@@ -326,7 +376,8 @@ SCHEMAS = {
             "data": {"type": "array", "description": "Row-major, flat or nested; BYTES: base64 strings or data URLs."}}},
     "V2RequestOutput": {
         "type": "object", "required": ["name"], "properties": {
-            "name": {"type": "string", "enum": ["probabilities", "digit", "is_digit"]},
+            "name": {"type": "string", "enum": ["probabilities", "digit", "is_digit", "text", "confidence", "digits",
+                                                 "digit_confidences", "boxes"]},
             "parameters": {"type": "object", "additionalProperties": True, "properties": {
                 "binary_data": {"type": "boolean", "description": "Send this output as binary data."}}}}},
     "V2InferenceRequest": {
@@ -339,8 +390,8 @@ SCHEMAS = {
     "V2ResponseOutput": {
         "type": "object", "required": ["name", "shape", "datatype"], "properties": {
             "name": {"type": "string"}, "shape": {"type": "array", "items": {"type": "integer"}},
-            "datatype": {"type": "string", "enum": ["FP32", "INT64"]},
-            "parameters": _PARAMETERS, "data": {"type": "array", "items": {"type": "number"}}}},
+            "datatype": {"type": "string", "enum": ["FP32", "INT64", "BYTES"]},
+            "parameters": _PARAMETERS, "data": {"type": "array", "items": {"type": ["number", "string"]}}}},
     "V2InferenceResponse": {
         "type": "object", "required": ["model_name", "outputs"], "properties": {
             "model_name": {"type": "string"}, "model_version": {"type": "string"}, "id": {"type": "string"},
@@ -357,6 +408,7 @@ PATHS = {
     "/feedback": _FEEDBACK,
     "/feedback/export": _FEEDBACK_EXPORT,
     "/feedback/{correction_id}": _FEEDBACK_DELETE,
+    "/read": _READ,
     "/health/live": _get("health", "Liveness: the process answers", _ref("Status"), 500),
     "/health/ready": _get("health", "Readiness: the model is loaded and passed its self-check",
                                  _ref("Status"), 500, 503),
@@ -405,10 +457,12 @@ DOCUMENT = {
         "version": "1",
         "description": (
             "Reads handwritten digits with an MNIST model. `/predict` takes images as people have them; "
+            "`/read` reads whole numbers; "
             "`/v2/...` speaks the Open Inference Protocol (KServe, Triton, MLServer clients work as they are). "
             "Every error has the same JSON shape (`Error`), and every response carries X-Request-ID."),
     },
-    "tags": [{"name": "page"}, {"name": "predict"}, {"name": "feedback", "description": "Corrections, for retraining"},
+    "tags": [{"name": "page"}, {"name": "predict"}, {"name": "read"},
+             {"name": "feedback", "description": "Corrections, for retraining"},
              {"name": "v2", "description": "Open Inference Protocol (V2)"},
              {"name": "health"}, {"name": "operations"}],
     "paths": PATHS,

@@ -9,6 +9,7 @@ import re
 
 import numpy as np
 import orjson
+from PIL import Image
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from . import preprocess
@@ -33,6 +34,33 @@ def read(request, max_images, max_pixels):
     if raw not in ("auto", "none"):
         raise ApiError(400, "invalid_parameter", "preprocess must be 'auto' or 'none'.")
     skip = raw == "none"
+    items, is_list = _items(request, max_images)
+    if not is_list:
+        return Payload(_to_array(items[0], skip, max_pixels)[None], False)
+    if not isinstance(items[0], bytes):
+        try:
+            batch = preprocess.pixel_batch(items)
+            return Payload(batch if skip else preprocess.centre_batch(batch), True)
+        except ApiError:
+            pass  # one array is at fault: the image-by-image path below says which
+    return Payload(each_image(items, lambda item: _to_array(item, skip, max_pixels)), True)
+
+
+def read_images(request, max_images, max_pixels):
+    """Parse `request` into its decoded Pillow images (a pixel array becomes a greyscale image) and
+    whether the client sent a list: for /read, which needs the whole picture, not 28x28 arrays."""
+    items, is_list = _items(request, max_images)
+
+    def to_image(item):
+        if isinstance(item, bytes):
+            return preprocess.decode_image(item, max_pixels)
+        return Image.fromarray(np.round(preprocess.pixels_to_array(item) * 255).astype(np.uint8), "L")
+
+    return (each_item(items, to_image) if is_list else [to_image(items[0])]), is_list
+
+
+def _items(request, max_images):
+    """The request's images as sent: encoded bytes or pixel arrays (nested lists), and whether a list."""
     mimetype = request.mimetype
     if mimetype in ("multipart/form-data", "application/x-www-form-urlencoded"):
         items, is_list = from_form(request)
@@ -50,27 +78,24 @@ def read(request, max_images, max_pixels):
     if not items:
         raise ApiError(400, "no_image", "The request holds no image.")
     check_count(len(items), max_images)
-    if not is_list:
-        return Payload(_to_array(items[0], skip, max_pixels)[None], False)
-    if not isinstance(items[0], bytes):
-        try:
-            batch = preprocess.pixel_batch(items)
-            return Payload(batch if skip else preprocess.centre_batch(batch), True)
-        except ApiError:
-            pass  # one array is at fault: the image-by-image path below says which
-    return Payload(each_image(items, lambda item: _to_array(item, skip, max_pixels)), True)
+    return items, is_list
 
 
 def each_image(items, to_array):
     """`to_array` of every item of a list, stacked; an error says which image it is about."""
-    arrays = []
+    return np.stack(each_item(items, to_array))
+
+
+def each_item(items, convert):
+    """`convert` of every item of a list; an error says which image it is about."""
+    converted = []
     for index, item in enumerate(items):
         try:
-            arrays.append(to_array(item))
+            converted.append(convert(item))
         except ApiError as e:
             e.message = f"image {index}: {e.message}"
             raise
-    return np.stack(arrays)
+    return converted
 
 
 def _to_array(item, skip, max_pixels):

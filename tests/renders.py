@@ -20,6 +20,12 @@ def render(digit, style, rng):
     x, y = int(rng.integers(0, page_w - size + 1)), int(rng.integers(0, page_h - size + 1))
     mask = Image.new("L", (page_w, page_h), 0)
     mask.paste(ink, (x, y))
+    return paint(mask, style, rng)
+
+
+def paint(mask, style, rng):
+    """An "L" image of ink (255 = full ink) the size of the page -> encoded image bytes in the given style."""
+    page_w, page_h = mask.size
     alpha = np.asarray(mask, dtype=np.float32)[..., None] / 255.0
 
     if style == "canvas_png":

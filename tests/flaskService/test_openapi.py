@@ -48,7 +48,7 @@ def test_every_operation_documents_its_errors_in_one_shape(client):
         assert response["content"]["application/json"]["schema"] == error, name
     for path, item in document["paths"].items():
         for method, operation in item.items():
-            if path in ("/predict", "/v2/models/{model_name}/infer"):
+            if path in ("/predict", "/read", "/v2/models/{model_name}/infer"):
                 assert {"400", "413", "415"} <= set(operation["responses"]), (path, method)
 
 

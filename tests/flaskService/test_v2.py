@@ -292,3 +292,57 @@ def test_not_ready_worker_says_so(app, client):
         response = client.get(path)
         assert_error(response, 503)
         assert response.json["error"] == "the model is loading"
+
+
+# -- mnist-number: whole numbers over V2 ----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def numbers(mnist):
+    from tests.numbers import number
+
+    return [number(mnist, index, "separate", "paper_png", (length, length)) for index, length in enumerate((3, 1, 5))]
+
+
+def test_number_model_metadata(triton_client):
+    metadata = triton_client.get_model_metadata("mnist-number")
+    assert metadata["name"] == "mnist-number"
+    assert metadata["inputs"] == [{"name": "images", "datatype": "BYTES", "shape": [-1]}]
+    assert [(o["name"], o["datatype"]) for o in metadata["outputs"]] == [
+        ("text", "BYTES"), ("confidence", "FP32"), ("digits", "INT64"), ("digit_confidences", "FP32"), ("boxes", "INT64")]
+    assert triton_client.is_model_ready("mnist-number", metadata["versions"][0])
+
+
+@pytest.mark.parametrize("binary", (True, False))
+def test_number_model_reads_numbers(triton_client, numbers, binary):
+    """Three numbers of 3, 1 and 5 digits in one BYTES tensor: their texts, and per digit the digit,
+    its confidence and its box, padded with -1 (and 0) to the longest number."""
+    encoded = [n.data if binary else base64.b64encode(n.data) for n in numbers]
+    outputs = [triton.InferRequestedOutput(name, binary_data=binary)
+               for name in ("text", "confidence", "digits", "digit_confidences", "boxes")]
+    result = triton_client.infer("mnist-number", [tensor(np.array(encoded, dtype=object), "BYTES", binary)],
+                                 outputs=outputs)
+    texts = [t.decode() if isinstance(t, bytes) else t for t in result.as_numpy("text")]  # JSON gives str
+    assert texts == [n.text for n in numbers]
+    digits, boxes = result.as_numpy("digits"), result.as_numpy("boxes")
+    confidences = result.as_numpy("digit_confidences")
+    assert digits.shape == (3, 5) and boxes.shape == (3, 5, 4) and confidences.shape == (3, 5)
+    for row, sample in enumerate(numbers):
+        length = len(sample.text)
+        assert "".join(map(str, digits[row, :length])) == sample.text and (digits[row, length:] == -1).all()
+        assert (boxes[row, length:] == -1).all() and (confidences[row, length:] == 0).all()
+        assert (boxes[row, :length, 2:] > 0).all() and (np.diff(boxes[row, :length, 0]) > 0).all()
+        assert result.as_numpy("confidence")[row] == pytest.approx(np.prod(confidences[row, :length]), rel=1e-5)
+
+
+def test_number_model_only_takes_encoded_images(triton_client, client):
+    with pytest.raises(InferenceServerException) as error:
+        triton_client.infer("mnist-number", [tensor(np.zeros((1, 28, 28), np.float32), "FP32")])
+    assert "400" in str(error.value.status()) and "BYTES" in error.value.message()
+    blank = base64.b64encode(image_bytes(np.full((40, 90), 255, np.uint8))).decode()
+    response = client.post("/v2/models/mnist-number/infer",
+                           json={"inputs": [{"name": "images", "shape": [1], "datatype": "BYTES", "data": [blank]}]})
+    assert_error(response, 422, "blank_image")
+    response = client.post("/v2/models/mnist-number/infer", json={
+        "inputs": [{"name": "images", "shape": [1], "datatype": "BYTES", "data": [blank]}],
+        "outputs": [{"name": "digit"}]})
+    assert_error(response, 400, "unknown_output")

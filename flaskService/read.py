@@ -1,0 +1,78 @@
+"""POST /read: the request's images -> the number written in each, digit by digit, as JSON."""
+import base64
+import io
+
+from flask import Blueprint, current_app, request
+from PIL import Image, ImageDraw
+
+from . import metrics, payload, preprocess
+from .model import NUM_CLASSES
+from .reader import read_number
+
+bp = Blueprint("read", __name__)
+
+BOX_COLOUR = (230, 30, 40)
+
+
+@bp.post("/read")
+def read():
+    config = current_app.config
+    predictor = current_app.extensions["predictor"]
+    with metrics.stage("preprocess"):
+        images, is_list = payload.read_images(request._get_current_object(), config["MAX_IMAGES"],
+                                              config["MAX_PIXELS"])
+    debug = request.args.get("debug") in ("1", "true")
+
+    def reading(image):
+        # find_ink shrinks a big image in place; the debug picture needs it as decoded.
+        decoded = image.copy() if debug else None
+        number = read_number(image, lambda arrays: digit_probabilities(predictor, arrays))
+        return _reading(number, decoded)
+
+    with metrics.stage("inference"):
+        results = payload.each_item(images, reading) if is_list else [reading(images[0])]
+    metrics.record_readings(result["text"] for result in results)
+    model = {"name": predictor.name, "version": predictor.version}
+    if is_list:
+        return {"readings": results, "model": model}
+    return {**results[0], "model": model}
+
+
+def digit_probabilities(predictor, arrays):
+    """(N, 28, 28) -> (N, 10) probabilities of the digits (a model may also answer other classes)."""
+    return predictor.predict(arrays)[:, :NUM_CLASSES]
+
+
+def _reading(number, image):
+    digits = [{"digit": d.digit, "confidence": d.confidence, "probabilities": [float(p) for p in d.probabilities],
+               "box": d.box} for d in number.digits]
+    result = {"text": number.text, "confidence": number.confidence, "digits": digits}
+    if image is not None:
+        result["image"] = _data_url(_with_boxes(image, [d.box for d in number.digits]))
+        for digit, seen in zip(digits, number.digits):
+            digit["input"] = _data_url(preprocess.encode_png(seen.input))
+    return result
+
+
+def _with_boxes(image, boxes):
+    """The uploaded image on white, at most WORK_SIZE px on its longest side, each box drawn on it -> PNG."""
+    picture = image.convert("RGBA")
+    shrink = min(1.0, preprocess.WORK_SIZE / max(picture.size))
+    if shrink < 1:
+        picture = picture.resize((max(1, round(picture.width * shrink)), max(1, round(picture.height * shrink))))
+    # Boxes are in the uploaded image's pixels; a big JPEG was decoded at a fraction of its size.
+    scale = shrink * image.info.get(preprocess.DECODED_SCALE, 1.0)
+    paper = Image.new("RGBA", picture.size, "white")
+    paper.alpha_composite(picture)
+    picture = paper.convert("RGB")
+    draw = ImageDraw.Draw(picture)
+    for x, y, w, h in boxes:
+        draw.rectangle([x * scale, y * scale, (x + w) * scale - 1, (y + h) * scale - 1], outline=BOX_COLOUR,
+                       width=max(1, round(min(picture.size) / 100)))
+    buffer = io.BytesIO()
+    picture.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _data_url(png):
+    return "data:image/png;base64," + base64.b64encode(png).decode()

@@ -1,0 +1,257 @@
+"""A decoded image of a handwritten number -> its digits, left to right, each with its box and the
+28x28 input the model saw: segmentation plus the digit classifier.
+
+1. preprocess.find_ink gives the ink and where it lies in the uploaded image; it is scaled so the
+   writing is about WORK_HEIGHT pixels tall (enough for a 20x20 MNIST box, cheap to search).
+2. Connected strokes are components; specks are dropped, and a component lying over another
+   (a 5's detached bar, a broken 4) joins it: each group holds one or more whole digits.
+3. A group wide enough to hold two digits is over-segmented by seams: top-to-bottom paths that cross
+   as little ink as possible (drifting a column per row at a small cost, so they follow slant and
+   thread between strokes that overlap). Every run of pieces between two seams, up to WIDEST, is
+   classified in one batch, and dynamic programming picks the cuts whose pieces are each most
+   confidently one digit (and shaped like one).
+
+Pure functions: a Pillow image and a `classify` function in, numbers out; no Flask.
+"""
+from collections import namedtuple
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from . import preprocess
+from .errors import ApiError
+
+WORK_HEIGHT = 48  # px: the height a digit of the writing is scaled to (only ever down)
+THRESHOLD = 0.25  # ink level above which a pixel belongs to a stroke
+SPECK = 0.04  # components with less than this share of the largest one's ink are noise
+MINOR = 0.6  # a component shorter than this share of the writing's height is part of a digit, if it lies over one
+COVERED = 0.8  # two tall components whose columns overlap this much (of the narrower) are one digit
+SPLIT_ASPECT = 1.0  # a group narrower than this times its height is one digit: no seams searched
+SEAM_DRIFT = 0.2  # cost of a seam moving one column sideways, against 1.0 for crossing a pixel of full ink
+SEAM_SPACING = 0.15  # seams closer than this share of the height are one candidate
+SEAMS_PER_HEIGHT = 4.0  # candidate cuts per group: this many per height of its width, the cheapest,
+MAX_SEAMS = 48  # and never more (a long rule or a zigzag is not worth seconds of classifying)
+CUT_PENALTY = 0.4  # log-probability a cut costs: a half 0 reads as a confident 1, two of them must not beat one 0
+SEAM_INK = 0.5  # ... and this much per stroke width of ink it crosses (two neighbours touch at one stroke; a 0 is cut through two)
+WIDEST = 1.5  # no digit is wider than this times its group's height: wider runs are not classified
+# Width over height of each digit's ink in MNIST's training split, the median: a piece read as a 4
+# but 1.3 times as wide as tall is more likely two digits squashed (the classifier cannot say so) ...
+ASPECTS = (0.9, 0.4, 0.95, 0.8, 0.8, 0.95, 0.7, 0.8, 0.75, 0.7)
+ASPECT_SLACK = 0.15  # ... when it is wider than its digit's median by more than this,
+ASPECT_PENALTY = 4.0  # ... costing this much log-probability per unit of aspect beyond
+FRAGMENT = 0.45  # a piece shorter than this share of its group's height is a fragment ...
+FRAGMENT_PENALTY = 4.0  # ... costing this much log-probability
+MAX_DIGITS = 32  # more pieces than this is not a number: 422 rather than seconds of work
+
+Digit = namedtuple("Digit", "digit confidence probabilities box input")  # box: [x, y, w, h] uploaded px
+Reading = namedtuple("Reading", "text confidence digits")
+
+
+def read_number(image, classify):
+    """A decoded Pillow image -> Reading. `classify`: (N, 28, 28) float32 -> (N, 10) probabilities.
+    Raises ApiError 422 (blank_image, no_digits, too_many_digits) when there is no number to read."""
+    ink = preprocess.find_ink(image)
+    work, factor = _work_scale(ink.pixels)
+    # Every candidate piece of every group is classified in one batch: one call into the model.
+    searches = [_candidates(group) for group in _groups(work)]
+    everything = [piece for candidates, _ in searches for piece in candidates.values()]
+    if everything:
+        inputs = np.stack([preprocess.centre_like_mnist(piece.pixels) for piece in everything])
+        for piece, array, probabilities in zip(everything, inputs, classify(inputs)):
+            piece.input, piece.probabilities = array, probabilities
+    pieces = [piece for candidates, costs in searches for piece in _best_cuts(candidates, costs)]
+    if not pieces:
+        raise ApiError(422, "no_digits", "No digit found: the image holds only specks or lines.")
+    if len(pieces) > MAX_DIGITS:
+        raise _too_many()
+    pieces.sort(key=lambda piece: piece.left + piece.pixels.shape[1] / 2)
+    digits = []
+    for piece in pieces:
+        probabilities = piece.probabilities
+        digit = int(probabilities.argmax())
+        x, y, w, h = piece.box
+        box = [round((ink.left + x / factor) / ink.scale), round((ink.top + y / factor) / ink.scale),
+               max(1, round(w / factor / ink.scale)), max(1, round(h / factor / ink.scale))]
+        digits.append(Digit(digit, float(probabilities[digit]), probabilities, box, piece.input))
+    text = "".join(str(d.digit) for d in digits)
+    return Reading(text, float(np.prod([d.confidence for d in digits])), digits)
+
+
+class _Piece:
+    """Ink of one digit candidate: `pixels` (its own ink only, others' zeroed) at `left`, `top` in the work image."""
+
+    def __init__(self, pixels, left, top):
+        rows, cols = np.flatnonzero(pixels.any(axis=1)), np.flatnonzero(pixels.any(axis=0))
+        self.pixels = pixels[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+        self.left, self.top = left + cols[0], top + rows[0]
+        self.box = (self.left, self.top, self.pixels.shape[1], self.pixels.shape[0])
+        self.input = self.probabilities = self.group_height = None
+
+
+def _work_scale(pixels):
+    """The ink scaled down so its writing is at most WORK_HEIGHT tall, and the factor used."""
+    rows = np.flatnonzero(pixels.max(axis=1) > THRESHOLD)
+    if len(rows) == 0:
+        raise ApiError(422, "blank_image", "No digit found: the image is blank or has no visible ink.")
+    # The writing's height: the tallest stroke's, not the span of all rows (specks, uneven baselines).
+    labels, count = ndimage.label(pixels > THRESHOLD, np.ones((3, 3)))
+    heights = [s[0].stop - s[0].start for s in ndimage.find_objects(labels)]
+    height = np.percentile(heights, 90) if count else len(rows)
+    factor = min(1.0, WORK_HEIGHT / height)
+    if factor == 1.0:
+        return pixels, factor
+    size = (max(1, round(pixels.shape[1] * factor)), max(1, round(pixels.shape[0] * factor)))
+    work = np.asarray(Image.fromarray(pixels, "F").resize(size, Image.Resampling.BOX), np.float32)
+    return work, size[0] / pixels.shape[1]
+
+
+def _groups(work):
+    """Components of the work image, specks dropped and covered ones merged -> _Pieces, left to right."""
+    labels, count = ndimage.label(work > THRESHOLD, np.ones((3, 3)))
+    if count == 0:
+        return []
+    index = np.arange(1, count + 1)
+    masses = np.asarray(ndimage.sum(work, labels, index))
+    slices = ndimage.find_objects(labels)
+    kept = [i for i in range(count) if masses[i] >= SPECK * masses.max()]
+    if len(kept) > MAX_DIGITS * 2:
+        raise _too_many()
+    height = max(slices[i][0].stop - slices[i][0].start for i in kept)
+    spans = {i: [slices[i][1].start, slices[i][1].stop] for i in kept}
+    members = {i: [i] for i in kept}
+    # Join each short component to the tall one whose columns it overlaps most, then tall ones that
+    # lie over each other (a broken stroke); longest first so a bar joins its digit, not a speck.
+    for i in sorted(kept, key=lambda i: slices[i][0].stop - slices[i][0].start):
+        own_height = slices[i][0].stop - slices[i][0].start
+        best, best_overlap = None, 0.0
+        for j in members:
+            if j == i or i not in members:
+                continue
+            overlap = min(spans[i][1], spans[j][1]) - max(spans[i][0], spans[j][0])
+            narrower = min(spans[i][1] - spans[i][0], spans[j][1] - spans[j][0])
+            share = overlap / narrower
+            if (share > best_overlap and (own_height < MINOR * height and share > 0.3 or share >= COVERED)):
+                best, best_overlap = j, share
+        if best is not None:
+            members[best] += members.pop(i)
+            spans[best] = [min(spans[best][0], spans[i][0]), max(spans[best][1], spans[i][1])]
+    groups = []
+    for owner, parts in members.items():
+        rows = slice(min(slices[p][0].start for p in parts), max(slices[p][0].stop for p in parts))
+        cols = slice(spans[owner][0], spans[owner][1])
+        mask = np.isin(labels[rows, cols], np.asarray(parts) + 1)
+        groups.append(_Piece(np.where(mask, work[rows, cols], 0.0), cols.start, rows.start))
+    return sorted(groups, key=lambda g: g.left)
+
+
+def _candidates(group):
+    """One group -> its candidate pieces, {(first seam, last seam): _Piece}, and each seam's cost in
+    strokes crossed. Seam 0 is the group's left edge, the last its right edge; a narrow group has no others."""
+    height, width = group.pixels.shape
+    stroke = _stroke_width(group.pixels)
+    seams = [np.full(height, -1)]
+    if width > SPLIT_ASPECT * height:
+        seams += _seams(group.pixels)
+    seams.append(np.full(height, width - 1))
+    candidates = {}
+    for start in range(len(seams) - 1):
+        for stop in range(start + 1, len(seams)):
+            if stop > start + 1 and seams[stop].min() - seams[start].max() > WIDEST * height:
+                break
+            piece = _between(group, seams[start], seams[stop])
+            if piece is not None:
+                piece.group_height = height
+                candidates[start, stop] = piece
+    rows = np.arange(height)
+    return candidates, [float(group.pixels[rows, np.clip(seam, 0, width - 1)].sum()) / stroke
+                        if 0 < index < len(seams) - 1 else 0.0 for index, seam in enumerate(seams)]
+
+
+def _stroke_width(ink):
+    """The pen's width in pixels: ink mass per run of ink, across rows and down columns (the smaller:
+    a run along a stroke is longer than the stroke is wide)."""
+    mask = ink > THRESHOLD
+    across = np.count_nonzero(mask[:, 1:] & ~mask[:, :-1]) + np.count_nonzero(mask[:, 0])
+    down = np.count_nonzero(mask[1:] & ~mask[:-1]) + np.count_nonzero(mask[0])
+    return max(1.0, float(ink.sum()) / max(across, down, 1))
+
+
+def _seams(ink):
+    """Top-to-bottom paths of least ink (column per row), ending at well-spaced columns."""
+    height, width = ink.shape
+    cost = ink.astype(np.float64)
+    total = cost[0].copy()
+    moves = np.zeros((height, width), np.int8)
+    inf = np.full(1, np.inf)
+    for row in range(1, height):
+        left = np.concatenate([inf, total[:-1]]) + SEAM_DRIFT
+        right = np.concatenate([total[1:], inf]) + SEAM_DRIFT
+        options = np.stack([left, total, right])
+        choice = options.argmin(axis=0)
+        moves[row] = choice - 1
+        total = options[choice, np.arange(width)] + cost[row]
+    spacing = max(2, int(SEAM_SPACING * height))
+    margin = max(2, int(0.15 * height))
+    ends = []
+    for column in np.argsort(total[margin:width - margin], kind="stable") + margin:
+        if all(abs(column - e) >= spacing for e in ends):
+            ends.append(column)
+        if len(ends) >= min(SEAMS_PER_HEIGHT * width / height, MAX_SEAMS):
+            break
+    seams = []
+    for end in sorted(ends):
+        path = np.empty(height, np.int64)
+        path[-1] = end
+        for row in range(height - 1, 0, -1):
+            path[row - 1] = path[row] + moves[row, path[row]]
+        seams.append(path)
+    return seams
+
+
+def _between(group, left_seam, right_seam):
+    """The ink of `group` right of one seam and up to the other (inclusive), or None if there is none."""
+    columns = np.arange(group.pixels.shape[1])
+    inside = (columns > left_seam[:, None]) & (columns <= right_seam[:, None])
+    pixels = np.where(inside, group.pixels, 0.0)
+    if pixels.max() <= THRESHOLD:
+        return None
+    return _Piece(pixels, group.left, group.top)
+
+
+def _best_cuts(candidates, costs):
+    """Dynamic programming over the seams: the pieces from the first seam to the last with the best
+    total score (the pieces' scores less each cut's cost)."""
+    last = len(costs) - 1
+    best = {0: (0.0, [])}
+    for stop in range(1, last + 1):
+        options = []
+        for start in range(stop):
+            if start not in best or (start, stop) not in candidates and stop > start + 1:
+                continue
+            score, chosen = best[start]
+            piece = candidates.get((start, stop))
+            if piece is None:  # no ink between these seams: nothing to read there
+                options.append((score, chosen))
+            else:
+                cut = CUT_PENALTY + SEAM_INK * costs[start] if start else 0.0
+                options.append((score + _score(piece) - cut, chosen + [piece]))
+        if options:
+            best[stop] = max(options, key=lambda option: option[0])
+    return best.get(last, (0.0, []))[1]
+
+
+def _score(piece):
+    """How much a piece looks like one digit: the log of its confidence, less shape penalties."""
+    height, width = piece.pixels.shape
+    digit = int(piece.probabilities.argmax())
+    score = np.log(max(float(piece.probabilities[digit]), 1e-9))
+    score -= ASPECT_PENALTY * max(0.0, width / height - ASPECTS[digit] - ASPECT_SLACK)
+    if height < FRAGMENT * piece.group_height:
+        score -= FRAGMENT_PENALTY
+    return score
+
+
+def _too_many():
+    return ApiError(422, "too_many_digits", f"The image holds more than {MAX_DIGITS} digit-like marks; "
+                                            "that is not a number this service reads.")

@@ -1,0 +1,184 @@
+"""
+Title: Evaluate the number reader (POST /read) against Tesseract
+Description: Whole-number exact match per kind, length and style, per-digit accuracy and CPU time
+of flaskService.reader on handwritten numbers composed from MNIST *test* digits (tests/numbers.py),
+with Tesseract OCR reading the same images in the same run. Writes the card flaskService/number.json.
+
+Run from the repository root:
+
+    python modelTrain/evaluate_numbers.py flaskService/model.h5 --data ../shared/data/mnist.npz
+
+`--split train` composes the numbers from MNIST's *training* digits instead: that is the set the
+reader's constants were tuned on, so the test split stays unseen. Tesseract is Debian's
+`tesseract-ocr` (5.x), called as a user would: a digits whitelist and `--psm 7` (one text line).
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+# Run as `python modelTrain/evaluate_numbers.py`: the repository root holds the service (one reader,
+# one preprocessing) and tests/numbers.py (the evaluation set, which training never imports).
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from flaskService import preprocess, reader  # noqa: E402
+from flaskService.errors import ApiError  # noqa: E402
+from flaskService.model import NUM_CLASSES  # noqa: E402
+from flaskService.predictor import Predictor  # noqa: E402
+from tests.numbers import KINDS, evaluation_set  # noqa: E402
+
+CARD = REPO_ROOT / "flaskService" / "number.json"
+TESSERACT = ["tesseract", "stdin", "stdout", "--psm", "7", "-c", "tessedit_char_whitelist=0123456789"]
+TIMING_LENGTH = 4  # CPU time is reported for numbers of this many digits
+TARGETS = {"separate": 0.98, "touching": 0.95, "overlapping": 0.95, "per_digit": 0.995, "ms_per_4_digits": 5.0}
+
+
+def read_all(numbers, predictor):
+    """The reader's text for each number, and CPU seconds per number (decoding included)."""
+    def classify(arrays):
+        return predictor.predict(arrays)[:, :NUM_CLASSES]
+
+    texts, seconds = [], []
+    for number in numbers:
+        started = time.process_time()
+        try:
+            texts.append(reader.read_number(preprocess.decode_image(number.data), classify).text)
+        except ApiError as e:
+            texts.append(f"<{e.code}>")
+        seconds.append(time.process_time() - started)
+    return texts, seconds
+
+
+def tesseract(data):
+    done = subprocess.run(TESSERACT, input=data, capture_output=True, timeout=60)
+    return "".join(ch for ch in done.stdout.decode(errors="replace") if ch.isdigit())
+
+
+def tesseract_version():
+    done = subprocess.run(["tesseract", "--version"], capture_output=True, text=True)
+    return (done.stdout or done.stderr).splitlines()[0]
+
+
+def edit_distance(a, b):
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        previous, row[0] = row[0], i
+        for j, y in enumerate(b, 1):
+            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (x != y))
+    return row[-1]
+
+
+def score(numbers, texts):
+    """Exact match overall, per kind, per length and per style; per-digit accuracy, counted as
+    1 - (edit distance / true length) so a missed or extra digit costs one digit, not the rest."""
+    by = {"kind": defaultdict(list), "length": defaultdict(list), "style": defaultdict(list)}
+    digits_right = digits_total = 0
+    for number, text in zip(numbers, texts):
+        exact = text == number.text
+        by["kind"][number.kind].append(exact)
+        by["length"][str(len(number.text))].append(exact)
+        by["style"][number.style].append(exact)
+        digits_total += len(number.text)
+        digits_right += max(0, len(number.text) - edit_distance(number.text, text))
+    exact = [t == n.text for n, t in zip(numbers, texts)]
+    return {
+        "exact_match": round(float(np.mean(exact)), 4),
+        "per_digit": round(digits_right / digits_total, 4),
+        **{f"per_{name}": {key: round(float(np.mean(values)), 4) for key, values in sorted(table.items())}
+           for name, table in by.items()},
+    }
+
+
+def error_kinds(numbers, texts):
+    """How the reader's wrong answers went wrong, per kind of number: a digit misread (right count),
+    digits merged (too few), split (too many), or nothing read."""
+    counts = defaultdict(lambda: defaultdict(int))
+    for number, text in zip(numbers, texts):
+        if text == number.text:
+            continue
+        if text.startswith("<"):
+            error = "no_answer"
+        elif len(text) == len(number.text):
+            error = "misread"
+        else:
+            error = "too_few" if len(text) < len(number.text) else "too_many"
+        counts[number.kind][error] += 1
+    return {kind: dict(counts[kind]) for kind in KINDS if kind in counts}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("model", type=Path)
+    parser.add_argument("--data", type=Path, default=REPO_ROOT.parent / "shared" / "data" / "mnist.npz")
+    parser.add_argument("--count", type=int, default=1200)
+    parser.add_argument("--split", choices=("test", "train"), default="test")
+    parser.add_argument("--no-tesseract", action="store_true")
+    parser.add_argument("--card", type=Path, default=CARD, help="where to write the card ('-' for none)")
+    parser.add_argument("--errors", type=int, default=15, help="wrong readings to print")
+    args = parser.parse_args(argv)
+
+    # The set: tests/numbers.py composes from the split it is given; the test split by default.
+    with np.load(args.data) as data:
+        mnist = {"x_test": data[f"x_{args.split}"], "y_test": data[f"y_{args.split}"]}
+    numbers = evaluation_set(mnist, args.count)
+    predictor = Predictor.from_path(args.model)
+    predictor.warm_up()
+
+    # Read: the reader one number at a time, as the service does; Tesseract on two threads (it is
+    # a separate process, and by far the slower of the two).
+    texts, seconds = read_all(numbers, predictor)
+    results = {"reader": score(numbers, texts)}
+    results["reader"]["errors"] = error_kinds(numbers, texts)
+    timed = [s for n, s in zip(numbers, seconds) if len(n.text) == TIMING_LENGTH]
+    results["reader"]["cpu_ms_per_4_digit_number"] = {"median": round(1000 * float(np.median(timed)), 2),
+                                                     "p90": round(1000 * float(np.percentile(timed, 90)), 2)}
+    if not args.no_tesseract:
+        with ThreadPoolExecutor(2) as pool:
+            tesseract_texts = list(pool.map(tesseract, (n.data for n in numbers)))
+        results["tesseract"] = {"version": tesseract_version(), "command": " ".join(TESSERACT),
+                                **score(numbers, tesseract_texts)}
+
+    reader_results = results["reader"]
+    print(f"{len(numbers)} numbers from MNIST {args.split} digits; model {args.model} ({predictor.version})")
+    print(f"{'':>12} {'reader':>8} {'tesseract':>10}")
+    rows = [("all", "exact_match", None), ("per digit", "per_digit", None)]
+    rows += [(kind, "per_kind", kind) for kind in KINDS]
+    rows += [(f"{length} digits", "per_length", length) for length in sorted(reader_results["per_length"], key=int)]
+    for label, key, sub in rows:
+        values = [r[key] if sub is None else r[key][sub] for r in (results["reader"], results.get("tesseract"))
+                  if r is not None]
+        print(f"{label:>12} " + " ".join(f"{v:>9.2%}" for v in values))
+    print(f"CPU ms per {TIMING_LENGTH}-digit number: {reader_results['cpu_ms_per_4_digit_number']}")
+    print(f"wrong readings per kind: {reader_results['errors']}")
+    wrong = [(n, t) for n, t in zip(numbers, texts) if t != n.text]
+    for index, (number, text) in enumerate(wrong[:args.errors]):
+        print(f"  {number.kind:>11} {number.style:>19} {number.text:>9} -> {text}")
+
+    if str(args.card) != "-":
+        card = {
+            "name": "number-reader",
+            "method": "segmentation (components, seams of least ink, dynamic programming over cuts) "
+                      "plus the digit classifier",
+            "digit_model": {"path": str(args.model), "version": predictor.version, "sha256": predictor.sha256},
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "data": {"source": str(args.data), "split": args.split, "numbers": len(numbers),
+                     "generator": "tests/numbers.py", "kinds": list(KINDS)},
+            "targets": TARGETS,
+            "command": "python modelTrain/evaluate_numbers.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+            **results,
+        }
+        args.card.write_text(json.dumps(card, indent=2) + "\n")
+        print(f"wrote {args.card}")
+
+
+if __name__ == "__main__":
+    main()

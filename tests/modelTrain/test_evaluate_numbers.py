@@ -1,0 +1,31 @@
+"""modelTrain/evaluate_numbers.py on a few numbers: the table, Tesseract beside the reader, the card."""
+import json
+
+from tests.conftest import MODEL_PATH
+from tests.numbers import KINDS
+
+
+def test_evaluate_numbers_prints_the_table_and_writes_the_card(run, mnist_npz, tmp_path):
+    card_path = tmp_path / "number.json"
+    result = run("evaluate_numbers.py", MODEL_PATH, "--data", mnist_npz, "--count", "20", "--card", card_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "20 numbers from MNIST test digits" in result.stdout
+    assert all(f"{kind:>12} " in result.stdout for kind in KINDS)
+    card = json.loads(card_path.read_text())
+    assert card["data"]["numbers"] == 20 and card["data"]["split"] == "test"
+    for reader in ("reader", "tesseract"):
+        figures = card[reader]
+        assert set(figures["per_kind"]) == set(KINDS)
+        assert 0 <= figures["exact_match"] <= figures["per_digit"] <= 1
+    assert card["reader"]["per_kind"]["separate"] >= 0.75  # 4 separate numbers: 3 at least are read right
+    assert card["reader"]["cpu_ms_per_4_digit_number"]["median"] > 0
+    assert card["tesseract"]["version"].startswith("tesseract")
+
+
+def test_the_shipped_card_matches_the_shipped_model():
+    """flaskService/number.json was measured with the digit model that ships beside it."""
+    import hashlib
+
+    card = json.loads((MODEL_PATH.parent / "number.json").read_text())
+    assert card["digit_model"]["sha256"] == hashlib.sha256(MODEL_PATH.read_bytes()).hexdigest()
+    assert card["data"]["split"] == "test" and card["data"]["numbers"] >= 1000
