@@ -19,20 +19,26 @@ train: $(VENV)/.test-deps
 bench: $(VENV)/.test-deps system-deps
 	$(PYTHON) benchmarks/bench.py
 
-$(VENV)/.run-deps: requirements.txt
+# Development serves with TensorFlow at hand, to convert model.h5 (the image serves without it).
+$(VENV)/.run-deps: requirements.txt requirements-train.txt
 	test -x $(PYTHON) || python3 -m venv $(VENV)
-	$(PYTHON) -m pip install -q --disable-pip-version-check -r requirements.txt
+	$(PYTHON) -m pip install -q --disable-pip-version-check -r requirements-train.txt
 	touch $@
 
-$(VENV)/.test-deps: requirements.txt requirements-test.txt
+$(VENV)/.test-deps: requirements.txt requirements-train.txt requirements-test.txt
 	test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(PYTHON) -m pip install -q --disable-pip-version-check -r requirements-test.txt
 	touch $@ $(VENV)/.run-deps
 
-# Debian packages the tests drive for real: Chromium (the page), nginx (the load balancer), wrk (bench).
-SYSTEM_TOOLS := /usr/bin/chromium /usr/sbin/nginx /usr/bin/wrk
+# Debian packages the tests drive for real: Chromium (the page), nginx (the load balancer), wrk
+# (bench), and Podman with what it needs here (runc, netavark and aardvark-dns for compose's
+# networks and names) plus debootstrap, which builds the stand-ins for upstream images
+# (tests/containers/engine.py).
+SYSTEM_TOOLS := /usr/bin/chromium /usr/sbin/nginx /usr/bin/wrk /usr/bin/podman /usr/sbin/runc \
+	/usr/lib/podman/netavark /usr/lib/podman/aardvark-dns /usr/sbin/debootstrap /usr/bin/envsubst
+SYSTEM_PACKAGES := chromium nginx wrk fonts-dejavu-core podman runc netavark aardvark-dns debootstrap gettext-base
 system-deps:
 	@missing=""; for f in $(SYSTEM_TOOLS); do test -x $$f || missing=1; done; \
 	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium nginx wrk fonts-dejavu-core; \
-	  else echo "needs: sudo apt-get install chromium nginx wrk" >&2; exit 1; fi; fi
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(SYSTEM_PACKAGES); \
+	  else echo "needs: sudo apt-get install $(SYSTEM_PACKAGES)" >&2; exit 1; fi; fi
