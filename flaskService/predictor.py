@@ -169,9 +169,9 @@ def convert_once(path, backend="auto"):
     if (backend == "keras" or cache is None or cache.is_file() or conversion_path(path, sha256).is_file()
             or not can_convert()):
         return
-    convert = "import sys; from flaskService.predictor import Predictor; Predictor.from_path(sys.argv[1], 'litert')"
+    script = "import sys; from flaskService.predictor import Predictor; Predictor.from_path(sys.argv[1], 'litert')"
     try:
-        done = subprocess.run([sys.executable, "-c", convert, str(Path(path).resolve())], capture_output=True,
+        done = subprocess.run([sys.executable, "-c", script, str(Path(path).resolve())], capture_output=True,
                               text=True, cwd=Path(__file__).resolve().parent.parent, timeout=300)
         failure = done.returncode and (done.stderr.strip().splitlines() or ["no output"])[-1]
     except subprocess.TimeoutExpired:

@@ -1,4 +1,4 @@
-"""Test scaffolding: Podman, and stand-ins for the upstream images (python, nginx, prometheus), built
+"""Test scaffolding: Podman, and stand-ins for the upstream images (python, nginx, prometheus, postgres), built
 from Debian packages because no container registry is reachable where the tests run.
 
 Each stand-in is tagged with the exact name dockerFlaskService/Dockerfile and docker-compose.yml
@@ -23,6 +23,7 @@ DEBIAN = "http://deb.debian.org/debian"
 PYTHON_IMAGE = "docker.io/library/python:3.11.14-slim"
 NGINX_IMAGE = "docker.io/library/nginx:1.28-alpine"
 PROMETHEUS_IMAGE = "docker.io/prom/prometheus:v3.5.0"
+POSTGRES_IMAGE = "docker.io/library/postgres:15-bookworm"
 
 
 def environment(**extra):
@@ -38,16 +39,14 @@ def podman(*args, check=True, timeout=600, **options):
     return result
 
 
-# The official nginx image's entrypoint, in the parts the compose file relies on: with
-# NGINX_ENTRYPOINT_LOCAL_RESOLVERS set, NGINX_LOCAL_RESOLVERS = the nameservers of /etc/resolv.conf
-# (15-local-resolvers.envsh), then /etc/nginx/templates/*.template rendered into conf.d/ by envsubst
-# limited to the variables the environment defines (20-envsubst-on-templates.sh).
+# The official nginx image's entrypoint, in the parts the compose file relies on: the executable
+# /docker-entrypoint.d/*.envsh sourced in order, then /etc/nginx/templates/*.template rendered into
+# conf.d/ by envsubst limited to the variables the environment defines (20-envsubst-on-templates.sh).
 NGINX_ENTRYPOINT = r"""#!/bin/sh
 set -eu
-if [ -n "${NGINX_ENTRYPOINT_LOCAL_RESOLVERS:-}" ]; then
-    NGINX_LOCAL_RESOLVERS=$(awk 'BEGIN{ORS=" "} $1=="nameserver" {print $2}' /etc/resolv.conf)
-    export NGINX_LOCAL_RESOLVERS
-fi
+for script in /docker-entrypoint.d/*.envsh; do
+    if [ -x "$script" ]; then . "$script"; fi
+done
 defined=$(env | cut -d= -f1 | sed 's/^/${/; s/$/}/' | tr '\n' ' ')
 for template in /etc/nginx/templates/*.template; do
     [ -f "$template" ] || continue
@@ -55,6 +54,41 @@ for template in /etc/nginx/templates/*.template; do
     envsubst "$defined" < "$template" > "/etc/nginx/conf.d/$name"
 done
 exec "$@"
+"""
+
+
+# The official postgres image's entrypoint, in the parts the compose file relies on: on an empty
+# PGDATA, a cluster whose superuser is POSTGRES_USER with POSTGRES_PASSWORD (refused without one)
+# and a database POSTGRES_DB, reached over the network with a password; then postgres in the
+# foreground as the postgres user.
+POSTGRES_ENTRYPOINT = r"""#!/bin/sh
+set -eu
+: "${POSTGRES_USER:=postgres}" "${POSTGRES_DB:=$POSTGRES_USER}" "${PGDATA:=/var/lib/postgresql/data}"
+export PGDATA
+run_as_postgres() { setpriv --reuid=postgres --regid=postgres --init-groups "$@"; }
+mkdir -p "$PGDATA" /var/run/postgresql
+chown postgres:postgres "$PGDATA" /var/run/postgresql
+chmod 700 "$PGDATA"
+if [ ! -s "$PGDATA/PG_VERSION" ]; then
+    if [ -z "${POSTGRES_PASSWORD:-}" ]; then
+        echo "Error: Database is uninitialized and superuser password is not specified." >&2
+        echo "       You must specify POSTGRES_PASSWORD to a non-empty value for the superuser." >&2
+        exit 1
+    fi
+    printf '%s\n' "$POSTGRES_PASSWORD" > /tmp/pwfile
+    chown postgres /tmp/pwfile
+    run_as_postgres initdb --username="$POSTGRES_USER" --pwfile=/tmp/pwfile --auth-local=trust \
+        --auth-host=scram-sha-256 >/dev/null
+    rm -f /tmp/pwfile
+    echo "host all all all scram-sha-256" >> "$PGDATA/pg_hba.conf"
+    run_as_postgres pg_ctl -o "-c listen_addresses=''" -w start >/dev/null
+    if [ "$POSTGRES_DB" != postgres ]; then
+        run_as_postgres psql -v ON_ERROR_STOP=1 --username="$POSTGRES_USER" --dbname=postgres \
+            -c "CREATE DATABASE \"$POSTGRES_DB\"" >/dev/null
+    fi
+    run_as_postgres pg_ctl -m fast -w stop >/dev/null
+fi
+exec setpriv --reuid=postgres --regid=postgres --init-groups "$@"
 """
 
 
@@ -95,6 +129,7 @@ def _build_nginx(root):
     for site in (root / "etc/nginx/sites-enabled").glob("*"):
         site.unlink()  # Debian's default site would take port 80 from the template's server
     (root / "etc/nginx/templates").mkdir(exist_ok=True)
+    (root / "docker-entrypoint.d").mkdir(exist_ok=True)
     for log, device in (("access.log", "/dev/stdout"), ("error.log", "/dev/stderr")):
         (root / "var/log/nginx").mkdir(parents=True, exist_ok=True)
         (root / "var/log/nginx" / log).unlink(missing_ok=True)
@@ -115,11 +150,28 @@ def _build_prometheus(root):
             'CMD ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus"]']
 
 
-STAND_INS = {PYTHON_IMAGE: _build_python, NGINX_IMAGE: _build_nginx, PROMETHEUS_IMAGE: _build_prometheus}
+def _build_postgres(root):
+    """postgres:15-bookworm: Debian 12's PostgreSQL 15, set up from POSTGRES_USER, POSTGRES_PASSWORD
+    and POSTGRES_DB in /var/lib/postgresql/data on its first start, as the official image does."""
+    _debootstrap("bookworm", ["postgresql-15"], root)
+    for cluster in ("etc/postgresql", "var/lib/postgresql/15"):
+        shutil.rmtree(root / cluster, ignore_errors=True)  # Debian's own cluster; the entrypoint makes one
+    entrypoint = root / "usr/local/bin/docker-entrypoint.sh"
+    entrypoint.write_text(POSTGRES_ENTRYPOINT)
+    entrypoint.chmod(0o755)
+    return ["ENV PATH=/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "ENV PGDATA=/var/lib/postgresql/data", 'ENTRYPOINT ["docker-entrypoint.sh"]',
+            'CMD ["postgres", "-c", "listen_addresses=*"]', "STOPSIGNAL SIGINT", "EXPOSE 5432"]
+
+
+STAND_INS = {PYTHON_IMAGE: _build_python, NGINX_IMAGE: _build_nginx, PROMETHEUS_IMAGE: _build_prometheus,
+             POSTGRES_IMAGE: _build_postgres}
 
 
 def _recipe(build):
-    text = inspect.getsource(build) + inspect.getsource(_debootstrap) + NGINX_ENTRYPOINT
+    """A hash of what builds this stand-in, so a change to it rebuilds it (and only it)."""
+    text = inspect.getsource(build) + inspect.getsource(_debootstrap)
+    text += {_build_nginx: NGINX_ENTRYPOINT, _build_postgres: POSTGRES_ENTRYPOINT}.get(build, "")
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

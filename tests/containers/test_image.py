@@ -7,12 +7,16 @@ import re
 import threading
 import time
 
+import pytest
 import requests
 
 from tests.conftest import MODEL_PATH, SHARED_DATA, child_pids
 from tests.containers.conftest import DOCKERFILE, PYTHON_IMAGE
 from tests.containers.engine import podman
 from tests.deploy.test_compose import COMPOSE, compose_config
+
+# The first test builds the python stand-in and the image (pip downloads TensorFlow): minutes.
+pytestmark = pytest.mark.timeout(1800)
 
 SEED_CANVAS = SHARED_DATA / "seed_canvas.jpeg"  # a 6, drawn on the original project's page
 

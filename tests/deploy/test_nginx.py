@@ -51,7 +51,7 @@ class Nginx:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         (self.directory / "default.conf").write_text(render(
-            addresses, NGINX_PORT=f"127.0.0.1:{self.port}", RATE_LIMIT=rate_limit, NGINX_LOCAL_RESOLVERS="127.0.0.1",
+            addresses, NGINX_PORT=f"127.0.0.1:{self.port}", RATE_LIMIT=rate_limit, NGINX_RESOLVER="127.0.0.1",
             MAX_CONTENT_LENGTH=str(MAX_CONTENT_LENGTH)))
         temp = "\n".join(f"    {kind}_temp_path {self.directory / kind};"
                          for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
@@ -149,12 +149,25 @@ def test_render_is_what_the_nginx_image_does():
     """For one address, render() gives what the image's entrypoint (20-envsubst-on-templates.sh)
     writes: envsubst limited to the variables the container defines, its usual ones included."""
     env = {"NGINX_PORT": "80", "APP_SERVER": "app:5000", "RATE_LIMIT": "10r/s", "MAX_CONTENT_LENGTH": "4194304",
-           "NGINX_LOCAL_RESOLVERS": "127.0.0.11 ",
+           "NGINX_RESOLVER": "127.0.0.11",
            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "HOSTNAME": "nginx", "NGINX_VERSION": "1.28.0"}
     defined = " ".join(f"${{{name}}}" for name in env)
     rendered = subprocess.run(["envsubst", defined], input=TEMPLATE.read_text(), env=env,
                               capture_output=True, text=True, check=True).stdout
     assert rendered == render(["app:5000"], **env)
+
+
+def test_resolver_is_the_containers_own_dns_server():
+    """The script compose mounts into the image's entrypoint takes the first nameserver only (Podman
+    lists aardvark-dns first, then the host's servers, which know no `app`)."""
+    script = "/docker-entrypoint.d/15-container-resolver.envsh"
+    result = subprocess.run(
+        [PODMAN, "run", "--rm", "--dns", "10.89.7.1", "--dns", "192.0.2.53", "--volume",
+         f"{ROOT / 'dockerFlaskService/nginx/entrypoint.d/15-container-resolver.envsh'}:{script}:ro",
+         NGINX_IMAGE, "sh", "-c", f'test -x {script} && . {script} && echo "$NGINX_RESOLVER"'],
+        capture_output=True, text=True, env=environment(), timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "10.89.7.1"
 
 
 def test_config_passes_nginx_t(tmp_path):
