@@ -31,12 +31,13 @@ $(VENV)/.test-deps: requirements.txt requirements-train.txt requirements-test.tx
 	touch $@ $(VENV)/.run-deps
 
 # Debian packages the tests drive for real: Chromium (the page), nginx (the load balancer), wrk
-# (bench), and Podman with what it needs here (runc, netavark and aardvark-dns for compose's
-# networks and names) plus debootstrap, which builds the stand-ins for upstream images
-# (tests/containers/engine.py).
+# (bench), and Podman with what it needs here (runc; netavark, aardvark-dns and iptables for
+# compose's networks, names and published ports) plus debootstrap, which builds the stand-ins for
+# upstream images (tests/containers/engine.py).
 SYSTEM_TOOLS := /usr/bin/chromium /usr/sbin/nginx /usr/bin/wrk /usr/bin/podman /usr/sbin/runc \
-	/usr/lib/podman/netavark /usr/lib/podman/aardvark-dns /usr/sbin/debootstrap /usr/bin/envsubst
-SYSTEM_PACKAGES := chromium nginx wrk fonts-dejavu-core podman runc netavark aardvark-dns debootstrap gettext-base
+	/usr/lib/podman/netavark /usr/lib/podman/aardvark-dns /usr/sbin/iptables /usr/sbin/debootstrap /usr/bin/envsubst
+SYSTEM_PACKAGES := chromium nginx wrk fonts-dejavu-core podman runc netavark aardvark-dns iptables debootstrap \
+	gettext-base
 system-deps:
 	@missing=""; for f in $(SYSTEM_TOOLS); do test -x $$f || missing=1; done; \
 	if [ -n "$$missing" ]; then \
