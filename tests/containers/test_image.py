@@ -3,9 +3,11 @@ non-root, no capabilities, healthy, right, drained on `podman stop`, logging JSO
 import hashlib
 import http.client
 import json
+import os
 import re
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -99,13 +101,20 @@ def test_podman_stop_drains_an_in_flight_request_and_exits_0(run_container):
     connections but finishes that request (the seed canvas, read as 6), then exits 0."""
     container = run_container()
     container.wait_ready()
+    [worker] = child_pids(int(container.state("{{.State.Pid}}")))
+    idle = sockets_of(worker)
     body = SEED_CANVAS.read_bytes()
     connection = http.client.HTTPConnection("127.0.0.1", container.port, timeout=30)
     connection.putrequest("POST", "/predict")
     connection.putheader("Content-Type", "image/jpeg")
     connection.putheader("Content-Length", str(len(body)))
     connection.endheaders(body[:len(body) // 2])
-    time.sleep(1)  # let a worker thread take the request and wait for the rest of its body
+    # In flight: the worker has accepted the connection (one more socket of its own), and waits
+    # for the rest of the body. Not yet accepted, it would only be waiting in the kernel's backlog.
+    deadline = time.monotonic() + 30
+    while len(sockets_of(worker) - idle) < 1:
+        assert time.monotonic() < deadline, "the worker never accepted the connection"
+        time.sleep(0.05)
     stopped = []
     stopper = threading.Thread(target=lambda: stopped.append(podman("stop", "--time", "30", container.name,
                                                                     check=False)))
@@ -121,6 +130,19 @@ def test_podman_stop_drains_an_in_flight_request_and_exits_0(run_container):
     assert (response.status, answer.get("digit")) == (200, 6), answer
     assert stopped and stopped[0].returncode == 0, stopped
     assert container.state("{{.State.ExitCode}}") == "0"
+
+
+def sockets_of(pid):
+    """The sockets a process holds open (their inodes)."""
+    found = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except FileNotFoundError:  # closed while we looked
+            continue
+        if target.startswith("socket:"):
+            found.add(target)
+    return found
 
 
 def test_a_model_without_its_conversion_stops_the_start_with_the_command_to_convert_it(run_container):
