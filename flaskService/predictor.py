@@ -74,7 +74,8 @@ class Predictor:
                         return converted
                     except Exception as e:  # a truncated or foreign file: convert again, as if it were not there
                         log.warning("ignoring the LiteRT model %s: %s", conversion, e)
-        check_servable(path, backend, sha256)
+        if not can_convert():  # no conversion that loads, and no TensorFlow to make one or to serve with
+            raise ModelLoadError(_cannot_serve(path, backend, sha256))
         predictor = cls(load_model(path), **card)
         cache = _cache_path(sha256)
         if predictor.backend == "litert" and cache is not None:
@@ -140,13 +141,17 @@ def check_servable(path, backend="auto", sha256=None):
     if can_convert():
         return
     sha256 = sha256 or sha256_of(path)
+    if backend == "keras" or not any(p is not None and p.is_file()
+                                     for p in (conversion_path(path, sha256), _cache_path(sha256))):
+        raise ModelLoadError(_cannot_serve(path, backend, sha256))
+
+
+def _cannot_serve(path, backend, sha256):
     if backend == "keras":
-        raise ModelLoadError("INFERENCE_BACKEND=keras needs TensorFlow and Keras, which this installation does "
-                             "not have (pip install -r requirements-train.txt); or leave it at auto for LiteRT")
-    if not any(p is not None and p.is_file() for p in (conversion_path(path, sha256), _cache_path(sha256))):
-        raise ModelLoadError(
-            f"{path} has no LiteRT conversion beside it ({conversion_path(path, sha256).name}) and there is no "
-            f"TensorFlow here to make one; make it where TensorFlow is installed (pip install -r "
+        return ("INFERENCE_BACKEND=keras needs TensorFlow and Keras, which this installation does not have "
+                "(pip install -r requirements-train.txt); or leave it at auto for LiteRT")
+    return (f"{path} has no usable LiteRT conversion beside it ({conversion_path(path, sha256).name}) and there "
+            f"is no TensorFlow here to make one; make it where TensorFlow is installed (pip install -r "
             f"requirements-train.txt): python -m flaskService convert {path}")
 
 

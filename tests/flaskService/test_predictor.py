@@ -137,3 +137,14 @@ def test_without_tensorflow_a_model_without_conversion_is_refused_with_the_comma
         Predictor.from_path(model)
     with pytest.raises(predictor_module.ModelLoadError, match="INFERENCE_BACKEND=keras needs TensorFlow"):
         predictor_module.check_servable(model, "keras")
+
+
+def test_without_tensorflow_a_corrupt_conversion_is_refused_with_the_command(tmp_path, monkeypatch):
+    """A conversion beside the model that does not load is no conversion: the same one line."""
+    model = tmp_path / "model.h5"
+    model.write_bytes(MODEL_PATH.read_bytes())
+    predictor_module.conversion_path(model).write_bytes(b"TFL3 but not really")
+    monkeypatch.setattr(predictor_module.tempfile, "gettempdir", lambda: str(tmp_path))
+    monkeypatch.setattr(predictor_module, "can_convert", lambda: False)
+    with pytest.raises(predictor_module.ModelLoadError, match="no usable LiteRT conversion"):
+        Predictor.from_path(model)
