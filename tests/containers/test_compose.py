@@ -257,12 +257,14 @@ def test_prometheus_sees_every_replica_and_has_data_for_every_panel(stack, clear
                    for expr in queries(json.loads(DASHBOARD.read_text()))]
     try:
         deadline = time.monotonic() + 240  # a few 15 s scrapes: rate() needs two samples
+        up, empty = set(), expressions
         while True:
-            targets = requests.get(stack.prometheus + "/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
-            up = {t["labels"]["instance"] for t in targets if t["health"] == "up"}
-            empty = [expr for expr in expressions if not has_numbers(stack.prometheus, expr)]
-            if up == replicas and not empty:
-                break
+            if ready(stack.prometheus):  # 503 while it opens its storage
+                targets = requests.get(stack.prometheus + "/api/v1/targets", timeout=5).json()["data"]
+                up = {t["labels"]["instance"] for t in targets["activeTargets"] if t["health"] == "up"}
+                empty = [expr for expr in expressions if not has_numbers(stack.prometheus, expr)]
+                if up == replicas and not empty:
+                    break
             assert time.monotonic() < deadline, f"targets up {up}, replicas {replicas}; no data for {empty}"
             time.sleep(3)
     finally:
@@ -272,6 +274,13 @@ def test_prometheus_sees_every_replica_and_has_data_for_every_panel(stack, clear
     bindings = [b["HostIp"] for b in prometheus["NetworkSettings"]["Ports"]["9090/tcp"]]
     assert bindings == ["127.0.0.1"]
     print(f"\nPrometheus: {len(up)} replicas up, all {len(expressions)} dashboard queries have data")
+
+
+def ready(prometheus):
+    try:
+        return requests.get(prometheus + "/-/ready", timeout=5).status_code == 200
+    except requests.ConnectionError:  # not listening yet
+        return False
 
 
 def has_numbers(prometheus, expression):
