@@ -2,8 +2,9 @@
 
 Every worker loads the model itself: TensorFlow is not fork-safe, so the app is never preloaded in
 the master (no `preload_app`). The master only checks, before forking, that the configuration and
-the model file are usable, and stops with one line if not; then it has a child process convert
-the model to LiteRT once, so the workers load that without importing TensorFlow at all.
+the model file are usable, and stops with one line if not; then, unless the model's LiteRT
+conversion is already beside it (as in the image), it has a child process convert the model once,
+so the workers load that without importing TensorFlow at all.
 """
 import glob
 import os
@@ -52,15 +53,18 @@ def on_starting(server):
     _choose_metrics_dir()  # first: prometheus_client picks its storage once, when first imported
     from flaskService.config import ConfigError, from_environment
     from flaskService.model import ModelLoadError, check_model_file
-    from flaskService.predictor import convert_once
+    from flaskService.predictor import check_servable, convert_once
 
     try:
         settings = from_environment()
         check_model_file(settings["MODEL_PATH"])
+        # The image has no TensorFlow: a model without its conversion cannot be served there.
+        check_servable(settings["MODEL_PATH"], settings["INFERENCE_BACKEND"])
     except (ConfigError, ModelLoadError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
-    # Once, in a child process: workers then load the LiteRT model without importing TensorFlow.
+    # Once, in a child process (only where TensorFlow is installed and the model's conversion is not
+    # beside it): workers then load the LiteRT model without importing TensorFlow.
     convert_once(settings["MODEL_PATH"], settings["INFERENCE_BACKEND"])
     _empty_metrics_dir()
 
