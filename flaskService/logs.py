@@ -1,13 +1,16 @@
 """Request ids and the access log: one JSON line per request on stdout, for any log collector.
 
     {"time":"2026-11-24T22:40:01.123Z","request_id":"9f0c...","method":"POST","path":"/predict",
-     "status":200,"duration_ms":3.2,"digit":7}
+     "status":200,"duration_ms":3.2,"pid":4242,"digit":7}
+
+"pid" is the worker that answered: how requests spread over gunicorn's workers shows in the log.
 
 A request that read several images carries "batch_size" instead of "digit". Every response
 carries X-Request-ID: the caller's, if it is a sane token (so a proxy's id follows the request
 through), else a new one.
 """
 import logging
+import os
 import re
 import sys
 import time
@@ -62,6 +65,7 @@ def _finish(response):
         "path": current.path,
         "status": response.status_code,
         "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+        "pid": os.getpid(),
     }
     digits = g.get("digits")
     if digits is not None:
