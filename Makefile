@@ -1,5 +1,6 @@
 # The few commands people type. Everything installs itself on first use.
 VENV ?= .venv
+BENCH_VENV ?= .venv-bench
 PYTHON := $(VENV)/bin/python
 PORT ?= 5000
 MNIST_NPZ ?= ../shared/data/mnist.npz
@@ -16,12 +17,19 @@ test: $(VENV)/.test-deps system-deps
 train: $(VENV)/.test-deps
 	$(PYTHON) modelTrain/train.py --data $(MNIST_NPZ)
 
-bench: $(VENV)/.test-deps system-deps
-	$(PYTHON) benchmarks/bench.py
+bench: $(VENV)/.test-deps $(BENCH_VENV)/.bench-deps system-deps
+	$(PYTHON) benchmarks/bench.py --peers-python $(BENCH_VENV)/bin/python
 
 $(VENV)/.run-deps: requirements.txt
 	test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(PYTHON) -m pip install -q --disable-pip-version-check -r requirements.txt
+	touch $@
+
+# The peers `make bench` compares with (BentoML, LitServe) get a virtualenv of their own: they are
+# never installed with the service, its tests or its image.
+$(BENCH_VENV)/.bench-deps: requirements.txt requirements-bench.txt
+	test -x $(BENCH_VENV)/bin/python || python3 -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements-bench.txt
 	touch $@
 
 $(VENV)/.test-deps: requirements.txt requirements-test.txt
