@@ -193,6 +193,40 @@ def test_connections_spread_again_after_a_worker_is_replaced(balanced_server, di
     assert victim not in counts and sorted(counts.values()) == [20, 20], counts
 
 
+@pytest.mark.slow
+def test_sighup_rolls_workers_over_without_a_client_noticing(tmp_path, digit_png):
+    """SIGHUP under a steady load of 4 keep-alive clients: new workers replace the old, every request
+    is answered right, and the new workers share the connections evenly."""
+    body, label = digit_png
+    server = Server(workers=WORKERS, log_path=tmp_path / "server.log")
+    clients = [Client(server, "before") for _ in range(4)]
+    try:
+        server.wait_ready()
+        old = server.workers(expected=WORKERS)
+        wait_until_serving(server, old)
+        drive(clients, body, 5)
+        server.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 60
+        while server.workers() & old and time.monotonic() < deadline:  # old workers drain and exit
+            drive(clients, body, 2)
+        new = server.workers(expected=WORKERS)
+        assert not new & old and len(new) == WORKERS
+        for client in clients:
+            client.tag = "settling"
+        drive(clients, body, 10)  # connections held by one new worker are handed back during these
+        for client in clients:
+            client.tag = "after"
+        drive(clients, body, 5)
+    finally:
+        for client in clients:
+            client.close()
+        server.stop()
+    assert not [e for client in clients for e in client.errors]
+    assert all(a[:2] == (200, label) for client in clients for a in client.answers)
+    counts = served_by(server, "after")
+    assert set(counts) == new and sorted(counts.values()) == [10, 10], counts
+
+
 def recycling_events(log):
     """"recycles" and "replaced" in the order the log has them."""
     return [("recycles" if " recycles: " in line else "replaced") for line in log.splitlines()
