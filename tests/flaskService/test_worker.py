@@ -160,6 +160,16 @@ def test_one_connection_is_served_by_one_worker_at_a_time(balanced_server, digit
     assert list(served_by(balanced_server, "single").values()) == [20]
 
 
+def settle_and_count(server, clients, body):
+    """After workers were replaced: 10 requests per client, while a worker holding two connections
+    more than its sibling hands them back, then 5 more -> {worker pid: requests} of those last 5."""
+    for tag, count in (("settling", 10), ("settled", 5)):
+        for client in clients:
+            client.tag = tag
+        drive(clients, body, count)
+    return served_by(server, "settled")
+
+
 @pytest.mark.slow
 def test_connections_spread_again_after_a_worker_is_replaced(balanced_server, digit_png):
     """8 clients keep their connections; one worker is killed (-9). Its clients reconnect to the
@@ -177,19 +187,13 @@ def test_connections_spread_again_after_a_worker_is_replaced(balanced_server, di
         # flight: every client waits here), and reconnect.
         drive(clients, body, 1)
         wait_until_serving(balanced_server, balanced_server.workers(expected=WORKERS) - before)
-        for client in clients:
-            client.tag = "after-kill"
-        drive(clients, body, 10)  # the survivor hands connections back during these
-        for client in clients:
-            client.tag = "rebalanced"
-        drive(clients, body, 5)
+        counts = settle_and_count(balanced_server, clients, body)
     finally:
         for client in clients:
             client.close()
     errors = [e for client in clients for e in client.errors]
     assert len(errors) <= 4, errors  # at most the victim's connections, once each
     assert all(a[:2] == (200, label) for client in clients for a in client.answers)
-    counts = served_by(balanced_server, "rebalanced")
     assert victim not in counts and sorted(counts.values()) == [20, 20], counts
 
 
@@ -211,19 +215,13 @@ def test_sighup_rolls_workers_over_without_a_client_noticing(tmp_path, digit_png
             drive(clients, body, 2)
         new = server.workers(expected=WORKERS)
         assert not new & old and len(new) == WORKERS
-        for client in clients:
-            client.tag = "settling"
-        drive(clients, body, 10)  # connections held by one new worker are handed back during these
-        for client in clients:
-            client.tag = "after"
-        drive(clients, body, 5)
+        counts = settle_and_count(server, clients, body)
     finally:
         for client in clients:
             client.close()
         server.stop()
     assert not [e for client in clients for e in client.errors]
     assert all(a[:2] == (200, label) for client in clients for a in client.answers)
-    counts = served_by(server, "after")
     assert set(counts) == new and sorted(counts.values()) == [10, 10], counts
 
 
