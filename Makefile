@@ -1,5 +1,6 @@
 # The few commands people type. Everything installs itself on first use.
 VENV ?= .venv
+BENCH_VENV ?= .venv-bench
 PYTHON := $(VENV)/bin/python
 PORT ?= 5000
 MNIST_NPZ ?= ../shared/data/mnist.npz
@@ -19,13 +20,20 @@ train: $(VENV)/.test-deps system-deps
 	$(PYTHON) modelTrain/evaluate.py flaskService/model.h5 --data $(MNIST_NPZ) --rejection \
 	  --card flaskService/model.json --out flaskService/confusion.png --reliability flaskService/reliability.png
 
-bench: $(VENV)/.test-deps system-deps
-	$(PYTHON) benchmarks/bench.py
+bench: $(VENV)/.test-deps $(BENCH_VENV)/.bench-deps system-deps
+	$(PYTHON) benchmarks/bench.py --peers-python $(BENCH_VENV)/bin/python
 
 # Development serves with TensorFlow at hand, to convert model.h5 (the image serves without it).
 $(VENV)/.run-deps: requirements.txt requirements-train.txt
 	test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(PYTHON) -m pip install -q --disable-pip-version-check -r requirements-train.txt
+	touch $@
+
+# The peers `make bench` compares with (BentoML, LitServe) get a virtualenv of their own: they are
+# never installed with the service, its tests or its image.
+$(BENCH_VENV)/.bench-deps: requirements.txt requirements-bench.txt
+	test -x $(BENCH_VENV)/bin/python || python3 -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements-bench.txt
 	touch $@
 
 $(VENV)/.test-deps: requirements.txt requirements-train.txt requirements-test.txt
