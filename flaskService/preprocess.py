@@ -10,6 +10,7 @@ images) both import this module, so what the model is trained on is what it is s
 """
 import io
 import warnings
+from collections import namedtuple
 
 import numpy as np
 from PIL import Image, ImageChops, ImageFilter, ImageOps, UnidentifiedImageError
@@ -33,6 +34,10 @@ MIN_CONTRAST = 0.12  # below this, the image holds nothing that differs from its
 DENOISE_MIN_SIDE = 64  # below this, strokes are too thin to smooth (MNIST-sized input)
 CLEAN_PAPER = 6  # the paper's own variation (90th percentile, of 255) up to which it needs no cleaning
 TRIM = 0.002  # share of the ink mass cut from each side when finding the digit's extent
+
+# decode_image notes in image.info the scale a JPEG was decoded at (1/2, 1/4, 1/8 for big photos),
+# so that find_ink's coordinates refer to the image as uploaded.
+DECODED_SCALE = "digit_service_decoded_scale"
 
 # Signatures of formats people try that we do not decode: answered 415, not "not an image".
 _OTHER_FORMATS = ((b"%PDF", "PDF"), (b"<svg", "SVG"), (b"<?xml", "SVG/XML"), (b"II*\x00", "TIFF"),
@@ -76,8 +81,11 @@ def decode_image(data, max_pixels=DEFAULT_MAX_PIXELS):
                        f"The image is {width}x{height}; no digit fits in an image this narrow.")
     try:
         # JPEG can decode straight at 1/2, 1/4 or 1/8 scale: big photos cost a fraction to read.
-        image.draft(image.mode, (WORK_SIZE, WORK_SIZE))
+        width = image.width
+        drafted = image.draft(image.mode, (WORK_SIZE, WORK_SIZE))
         image.load()
+        if drafted:  # (mode, (0, 0, width / s, height / s)) when decoded at 1/s
+            image.info[DECODED_SCALE] = drafted[1][2] / width
         ImageOps.exif_transpose(image, in_place=True)  # a copy of every upright image otherwise
         return image
     except Exception:
@@ -101,14 +109,28 @@ def _unsupported(data):
     return ApiError(400, "invalid_image", "The data is not an image (PNG, JPEG, GIF, BMP or WebP expected).")
 
 
+Ink = namedtuple("Ink", "pixels left top scale")
+Ink.__doc__ = """Ink found in an image: `pixels` float32 (h, w) in [0, 1], white on black; pixel (row, col)
+covers the uploaded image's point ((left + col) / scale, (top + row) / scale)."""
+
+
 def ink_from_image(image):
-    """A decoded image -> (H, W) float32 ink in [0, 1] on 0, whatever its mode, colours or polarity.
+    """A decoded image -> (H, W) float32 ink in [0, 1] on 0, whatever its mode, colours or polarity."""
+    return find_ink(image).pixels
+
+
+def find_ink(image):
+    """A decoded image -> its Ink: the ink (float32 (h, w) in [0, 1], white on black) cut to the box
+    around it, and where that box lies in the uploaded image (upright, as EXIF orientation shows it).
 
     Works on 8-bit Pillow images throughout: each step is one pass in C over at most WORK_SIZE^2 pixels.
     """
+    scale = image.info.get(DECODED_SCALE, 1.0)
     image = _common_mode(image)
     if max(image.size) > WORK_SIZE:
+        longest = max(image.size)
         image.thumbnail((WORK_SIZE, WORK_SIZE), Image.Resampling.BOX)
+        scale *= max(image.size) / longest  # the longest side is the one thumbnail fits exactly
     if image.mode in ("LA", "RGBA"):
         alpha = image.getchannel("A")
         alpha_levels = alpha.histogram()  # one pass that answers three questions below
@@ -127,7 +149,7 @@ def ink_from_image(image):
             if canvas and _one_colour(image.crop(ink_box), opaque.crop(ink_box)):
                 # Strokes of one colour (what a drawing canvas exports): the ink is the opacity,
                 # exactly what compositing on a contrasting paper would give, at a fraction of the cost.
-                return _normalise_ink(alpha, alpha_levels)
+                return _ink(alpha, scale, alpha_levels)
             image = image.convert(image.mode[:-1])
             paper = _contrasting(image, opaque) if canvas else _paper_colour(image, opaque)
             image = Image.composite(image, Image.new(image.mode, image.size, paper), alpha)
@@ -144,7 +166,7 @@ def ink_from_image(image):
         # shows up as a slow haze across the page. Clean drawings skip both and keep sharp strokes.
         difference = difference.filter(ImageFilter.BoxBlur(1))
         difference = ImageChops.subtract(difference, _haze(difference))
-    return _normalise_ink(difference)
+    return _ink(difference, scale)
 
 
 def _common_mode(image):
@@ -212,9 +234,9 @@ def _haze(difference):
     return grid.resize(difference.size, Image.Resampling.BILINEAR)
 
 
-def _normalise_ink(difference, histogram=None):
-    """8-bit difference from the paper (and its histogram, if already counted) -> ink in [0, 1]: the
-    paper's noise floor to 0, solid ink to 1."""
+def _ink(difference, scale, histogram=None):
+    """8-bit difference from the paper (and its histogram, if already counted) -> Ink in [0, 1]: the
+    paper's noise floor to 0, solid ink to 1, cut to the box around it."""
     histogram = np.asarray(histogram or difference.histogram(), np.float64)
     levels = np.flatnonzero(histogram)
     if len(levels) < 2 or levels[-1] < MIN_CONTRAST * 255:  # one flat level, or too faint to be ink
@@ -228,7 +250,8 @@ def _normalise_ink(difference, histogram=None):
     solid = threshold + 1 + _percentile(histogram[threshold + 1:], 0.9)
     lut = np.clip((np.arange(256, dtype=np.float32) - floor) / max(solid - floor, 1), 0.0, 1.0)
     # Only the box around every non-zero level can hold ink; a canvas is mostly empty around it.
-    return lut[np.asarray(difference.crop(difference.getbbox()))]
+    box = difference.getbbox()
+    return Ink(lut[np.asarray(difference.crop(box))], box[0], box[1], scale)
 
 
 def _otsu(histogram):

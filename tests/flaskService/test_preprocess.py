@@ -258,3 +258,32 @@ def test_paper_is_read_from_the_outer_frame_only(size, mode):
     inside[k:height - k, k:width - k] = True
     expected = np.concatenate([np.bincount(array[..., band][~inside], minlength=256) for band in range(array.shape[2])])
     assert np.array_equal(preprocess._frame_histogram(image), expected)
+
+
+def _ink_centre_in_upload(ink):
+    """Where find_ink says its ink's centre of mass lies, in the uploaded image's (x, y) pixels."""
+    row, col = centre_of_mass(ink.pixels)
+    # pixel (row, col) covers the square from its stated point to the next pixel's; its centre is +0.5
+    return (ink.left + col + 0.5) / ink.scale, (ink.top + row + 0.5) / ink.scale
+
+
+@pytest.mark.parametrize(("size", "fmt", "mode"), [
+    ((3000, 2000), "PNG", "RGB"),   # thumbnailed to WORK_SIZE
+    ((3000, 2400), "JPEG", "RGB"),  # decoded at 1/4 scale, then thumbnailed
+    ((500, 300), "PNG", "L"),       # neither: only cut to the ink
+    ((1400, 1400), "PNG", "RGBA"),  # a transparent canvas (its fast path), thumbnailed
+])
+def test_find_ink_maps_ink_back_to_the_upload(size, fmt, mode):
+    """A dot drawn at a known spot of an image comes back at that spot, whatever scaling and
+    cropping find_ink did on the way."""
+    centre = (0.61 * size[0], 0.37 * size[1])
+    radius = max(size) / 80
+    image = Image.new(mode, size, (0, 0, 0, 0) if mode == "RGBA" else "white")
+    ImageDraw.Draw(image).ellipse([centre[0] - radius, centre[1] - radius, centre[0] + radius,
+                                   centre[1] + radius], fill=(20, 20, 120, 255) if mode == "RGBA" else "black")
+    options = {"quality": 95} if fmt == "JPEG" else {}
+    ink = preprocess.find_ink(preprocess.decode_image(image_bytes(image, fmt, **options)))
+    assert ink.pixels.shape[0] < 2.5 * radius * ink.scale + 4  # cut to the dot, not the page
+    x, y = _ink_centre_in_upload(ink)
+    assert abs(x - centre[0]) < 1.5 / ink.scale and abs(y - centre[1]) < 1.5 / ink.scale, (x, y, centre)
+    assert np.array_equal(ink.pixels, preprocess.ink_from_image(preprocess.decode_image(image_bytes(image, fmt, **options))))
