@@ -35,6 +35,15 @@ DENOISE_MIN_SIDE = 64  # below this, strokes are too thin to smooth (MNIST-sized
 CLEAN_PAPER = 6  # the paper's own variation (90th percentile, of 255) up to which it needs no cleaning
 TRIM = 0.002  # share of the ink mass cut from each side when finding the digit's extent
 
+# Printed lines: runs at least LINE_LENGTH of the image's width (or height) long, MIN_LINE pixels at
+# least, at most 1/LINE_SLIMNESS of that thick; dashed lines are inked over DASH_DUTY of their length.
+LINE_LENGTH = 0.5
+MIN_LINE = 16
+LINE_SLIMNESS = 8
+DASH_DUTY = 0.5
+WHOLE = 0.9  # a lone line must cross this much of the image ...
+LONE_LEFT = 0.3  # ... and leave this share of the ink
+
 # decode_image notes in image.info the scale a JPEG was decoded at (1/2, 1/4, 1/8 for big photos),
 # so that find_ink's coordinates refer to the image as uploaded.
 DECODED_SCALE = "digit_service_decoded_scale"
@@ -166,6 +175,8 @@ def find_ink(image):
         # shows up as a slow haze across the page. Clean drawings skip both and keep sharp strokes.
         difference = difference.filter(ImageFilter.BoxBlur(1))
         difference = ImageChops.subtract(difference, _haze(difference))
+    if min(difference.size) >= DENOISE_MIN_SIDE:
+        difference = _remove_lines(difference)
     return _ink(difference, scale)
 
 
@@ -228,10 +239,150 @@ def _contrasting(image, opaque):
 
 def _haze(difference):
     """The slowly varying part of the difference image: block means over a ~16x16 grid, the
-    lowest of each 3x3 neighbourhood (so blocks holding ink do not count), smoothly upsampled."""
+    lowest of each 3x3 neighbourhood (so blocks holding ink do not count), smoothly upsampled.
+
+    Where a stroke is wider than three blocks (a thick or blurred stroke filling a small image, as
+    low-resolution scans blown up are) the whole neighbourhood is ink: lighting never makes the paper
+    differ from itself as much as ink does, so blocks above the ink threshold are not haze but the
+    stroke's inside, and take the haze of the paper blocks around them instead.
+    """
     factor = max(1, min(difference.size) // 16)
-    grid = difference.reduce(factor).filter(ImageFilter.MinFilter(3))
+    grid = np.asarray(difference.reduce(factor).filter(ImageFilter.MinFilter(3)), np.float32)
+    inked = grid > _otsu(np.asarray(difference.histogram(), np.float64)) / 2
+    if inked.any():
+        grid = _fill_from_neighbours(grid, ~inked)
+    grid = Image.fromarray(np.round(grid).astype(np.uint8), "L")
     return grid.resize(difference.size, Image.Resampling.BILINEAR)
+
+
+def _fill_from_neighbours(grid, known):
+    """Each unknown cell of a small grid gets the mean of its known 3x3 neighbours, spreading inwards
+    until every cell is known (or 0 if none is)."""
+    grid = np.where(known, grid, 0)
+    while not known.all():
+        total = np.pad(grid * known, 1)
+        count = np.pad(known.astype(np.float32), 1)
+        sums = sum(total[i:i + grid.shape[0], j:j + grid.shape[1]] for i in range(3) for j in range(3))
+        counts = sum(count[i:i + grid.shape[0], j:j + grid.shape[1]] for i in range(3) for j in range(3))
+        reached = ~known & (counts > 0)
+        if not reached.any():
+            break
+        grid = np.where(reached, sums / np.maximum(counts, 1), grid)
+        known = known | reached
+    return grid
+
+
+def _remove_lines(difference):
+    """Take printed rules, boxes and grid lines out of an 8-bit difference image, keeping the strokes
+    that cross them.
+
+    A printed line is long, straight and thin: a grey-level opening with a 1 x LINE_LENGTH (or
+    LINE_LENGTH x 1) window keeps exactly the pixels on such runs (a short closing first joins the
+    dashes of dashed lines). Of those, a run thicker than a line may be (its length / LINE_SLIMNESS)
+    is a stroke, such as the bar of a 7 filling a tight crop, and stays. Printed lines come in
+    families (rules, the sides of a box, a grid): a lone straight run is taken for a line only if it
+    crosses the whole image, so the stem of a lone 1 stays too. The lines' pixels are cleared; where
+    a stroke crossed a line, the gap is bridged from the stroke on both sides.
+    """
+    ink = np.asarray(difference)
+    threshold = max(_otsu(np.bincount(ink.ravel(), minlength=256)) // 2, 1)
+    found = {axis: _lines_along(ink if axis == 1 else ink.T, threshold) for axis in (1, 0)}
+    counts = {axis: _line_count(mask) for axis, mask in found.items()}
+    cleaned = ink.copy()
+    for axis, mask in found.items():
+        if mask is None:
+            continue
+        lone = counts[axis] == 1 and not counts[1 - axis]
+        if lone and mask.sum(axis=1).max() < WHOLE * mask.shape[1]:
+            found[axis] = None
+            continue
+        view = cleaned if axis == 1 else cleaned.T
+        kept = view[mask].copy()
+        view[mask] = 0
+        if lone and view.sum(dtype=np.int64) < LONE_LEFT * ink.sum(dtype=np.int64):
+            view[mask] = kept  # nothing much but that "line" was there: it is the digit (a 1, cut tight)
+            found[axis] = None
+    found = {axis: mask for axis, mask in found.items() if mask is not None}
+    if not found:
+        return difference
+    bridged = cleaned.copy()
+    for axis, mask in found.items():
+        view = cleaned if axis == 1 else cleaned.T
+        # How far a crossing stroke is bridged: across the lines' usual width, plus one.
+        runs = _run_lengths(mask.T)
+        reach = int(np.percentile(runs, 90)) + 1
+        nearest = _run_filter(view.T, reach, np.maximum, 0).T
+        before, after = np.zeros_like(view), np.zeros_like(view)
+        shift_before = reach - (reach - 1) // 2  # nearest[r - shift_before] covers rows r - reach .. r - 1
+        shift_after = 1 + (reach - 1) // 2  # nearest[r + shift_after] covers rows r + 1 .. r + reach
+        before[shift_before:] = nearest[:-shift_before]
+        after[:-shift_after] = nearest[shift_after:]
+        bridge = np.where(mask, np.minimum(before, after), 0)
+        bridged_view = bridged if axis == 1 else bridged.T
+        np.maximum(bridged_view, bridge, out=bridged_view)
+    return Image.fromarray(bridged, "L")
+
+
+def _lines_along(view, threshold):
+    """Boolean mask of the pixels of `view` on thin straight runs along its rows, or None."""
+    run = max(MIN_LINE, int(LINE_LENGTH * view.shape[1]))
+    # Only rows with that many inked pixels can hold a line: most images have none, and skip the rest.
+    rows = np.flatnonzero((view >= threshold).sum(axis=1) >= DASH_DUTY * run)
+    if not len(rows):
+        return None
+    thick = max(1, run // LINE_SLIMNESS)
+    lo, hi = max(rows[0] - thick - 1, 0), min(rows[-1] + thick + 2, view.shape[0])
+    band = view[lo:hi]
+    gap = max(2, run // 16)
+    closed = _run_filter(_run_filter(band, gap, np.maximum, 0), gap, np.minimum, 255)
+    opened = _run_filter(_run_filter(closed, run, np.minimum, 255), run, np.maximum, 0)
+    opened = np.minimum(opened, band)  # the closing filled the gaps between dashes, not the paper there
+    # Runs thicker than a line: what survives an opening across them with a window of `thick + 1`.
+    strokes = _run_filter(_run_filter(opened.T, thick + 1, np.minimum, 0), thick + 1, np.maximum, 0).T
+    line = opened.astype(np.int16) - strokes
+    # Thin at this level and not just the crest of a wide, soft stroke (whose opening across it only
+    # trims the tip), nor a faint ridge of paper noise or haze.
+    on_line = (2 * line >= threshold) & (2 * line >= opened)
+    if not on_line.any():
+        return None
+    mask = np.zeros(view.shape, bool)
+    mask[lo:hi] = on_line
+    # and the line's soft edges, a pixel either side (photos blur them; JPEG rings round them)
+    mask[1:] |= mask[:-1].copy()
+    mask[:-1] |= mask[1:].copy()
+    return mask
+
+
+def _line_count(mask):
+    """How many separate lines (groups of adjacent rows holding line pixels) a mask holds."""
+    if mask is None:
+        return 0
+    flags = np.concatenate(([0], mask.any(axis=1).astype(np.int8), [0]))
+    return int((np.diff(flags) == 1).sum())
+
+
+def _run_lengths(mask):
+    """Lengths of all runs of True along the rows of a boolean mask."""
+    flags = np.zeros((mask.shape[0], mask.shape[1] + 2), np.int8)
+    flags[:, 1:-1] = mask
+    edges = np.diff(flags.ravel())
+    return np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)
+
+
+def _run_filter(array, length, op, pad):
+    """np.minimum or np.maximum (`op`) over a window of `length` centred on each element of the last
+    axis, the outside counted as `pad` (van Herk / Gil-Werman: three passes whatever the length)."""
+    if length <= 1:
+        return array
+    n = array.shape[-1]
+    blocks = -(-(n + length - 1) // length)
+    padded = np.full(array.shape[:-1] + (blocks * length,), pad, array.dtype)
+    before = (length - 1) // 2
+    padded[..., before:before + n] = array
+    chunks = padded.reshape(array.shape[:-1] + (blocks, length))
+    prefix = op.accumulate(chunks, axis=-1).reshape(padded.shape)
+    suffix = op.accumulate(chunks[..., ::-1], axis=-1)[..., ::-1].reshape(padded.shape)
+    return op(suffix[..., :n], prefix[..., length - 1:length - 1 + n])
 
 
 def _ink(difference, scale, histogram=None):
