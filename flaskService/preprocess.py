@@ -285,7 +285,7 @@ def _remove_lines(difference):
     a stroke crossed a line, the gap is bridged from the stroke on both sides.
     """
     ink = np.asarray(difference)
-    threshold = max(_otsu(np.bincount(ink.ravel(), minlength=256)) // 2, 1)
+    threshold = max(_otsu(np.bincount(ink.ravel(), minlength=256)) // 4, 1)  # faint lines too
     found = {axis: _lines_along(ink if axis == 1 else ink.T, threshold) for axis in (1, 0)}
     counts = {axis: _line_count(mask) for axis, mask in found.items()}
     cleaned = ink.copy()
