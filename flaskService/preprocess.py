@@ -333,7 +333,7 @@ def _lines_along(view, threshold):
     thick = max(1, run // LINE_SLIMNESS)
     lo, hi = max(rows[0] - thick - 1, 0), min(rows[-1] + thick + 2, view.shape[0])
     band = view[lo:hi]
-    gap = max(2, run // 16)
+    gap = max(2, run // 8)
     closed = _run_filter(_run_filter(band, gap, np.maximum, 0), gap, np.minimum, 255)
     opened = _run_filter(_run_filter(closed, run, np.minimum, 255), run, np.maximum, 0)
     opened = np.minimum(opened, band)  # the closing filled the gaps between dashes, not the paper there
