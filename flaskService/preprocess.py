@@ -43,6 +43,7 @@ LINE_SLIMNESS = 8
 DASH_DUTY = 0.5
 WHOLE = 0.9  # a lone line must cross this much of the image ...
 LONE_LEFT = 0.3  # ... and leave this share of the ink
+TICK_LENGTH = 0.06  # the ticks of a comb field are at least this share of the image tall
 
 # decode_image notes in image.info the scale a JPEG was decoded at (1/2, 1/4, 1/8 for big photos),
 # so that find_ink's coordinates refer to the image as uploaded.
@@ -273,26 +274,28 @@ def _fill_from_neighbours(grid, known):
 
 
 def _remove_lines(difference):
-    """Take printed rules, boxes and grid lines out of an 8-bit difference image, keeping the strokes
-    that cross them.
+    """Take printed rules, boxes, grids and comb fields out of an 8-bit difference image, keeping the
+    strokes that cross them.
 
     A printed line is long, straight and thin: a grey-level opening with a 1 x LINE_LENGTH (or
-    LINE_LENGTH x 1) window keeps exactly the pixels on such runs (a short closing first joins the
-    dashes of dashed lines). Of those, a run thicker than a line may be (its length / LINE_SLIMNESS)
-    is a stroke, such as the bar of a 7 filling a tight crop, and stays. Printed lines come in
-    families (rules, the sides of a box, a grid): a lone straight run is taken for a line only if it
-    crosses the whole image, so the stem of a lone 1 stays too. The lines' pixels are cleared; where
-    a stroke crossed a line, the gap is bridged from the stroke on both sides.
+    LINE_LENGTH x 1) window keeps exactly the pixels on such runs (a closing first joins the dashes
+    of dashed lines). Of those, a run thicker than a line may be (its length / LINE_SLIMNESS) is a
+    stroke, such as the bar of a 7 filling a tight crop, and stays. Printed lines come in families
+    (rules, the sides of a box, a grid): a lone straight run (no parallel one, at most one across it)
+    is taken for a line only if it crosses the whole image and is not all the ink there is, so the
+    stem of a lone 1 stays. The ticks of a
+    comb field are short, but as thin as its line and standing on it. The lines' pixels are cleared;
+    where a stroke crossed a line, the gap is bridged from the stroke on both sides.
     """
     ink = np.asarray(difference)
     threshold = max(_otsu(np.bincount(ink.ravel(), minlength=256)) // 4, 1)  # faint lines too
-    found = {axis: _lines_along(ink if axis == 1 else ink.T, threshold) for axis in (1, 0)}
+    found = {axis: _lines_along(ink if axis == 1 else ink.T, threshold, LINE_LENGTH) for axis in (1, 0)}
     counts = {axis: _line_count(mask) for axis, mask in found.items()}
     cleaned = ink.copy()
     for axis, mask in found.items():
         if mask is None:
             continue
-        lone = counts[axis] == 1 and not counts[1 - axis]
+        lone = counts[axis] == 1 and counts[1 - axis] < 2
         if lone and mask.sum(axis=1).max() < WHOLE * mask.shape[1]:
             found[axis] = None
             continue
@@ -305,16 +308,20 @@ def _remove_lines(difference):
     found = {axis: mask for axis, mask in found.items() if mask is not None}
     if not found:
         return difference
+    reach = {axis: _line_width(mask) + 1 for axis, mask in found.items()}
+    if 1 in found and 0 not in found:  # rules or a comb field: the comb's ticks
+        ticks = _ticks(cleaned.T, found[1].T, threshold, reach[1])
+        if ticks is not None:
+            cleaned.T[ticks] = 0
     bridged = cleaned.copy()
     for axis, mask in found.items():
         view = cleaned if axis == 1 else cleaned.T
-        # How far a crossing stroke is bridged: across the lines' usual width, plus one.
-        runs = _run_lengths(mask.T)
-        reach = int(np.percentile(runs, 90)) + 1
-        nearest = _run_filter(view.T, reach, np.maximum, 0).T
+        # Across the line, as far as the lines are wide plus one: ink on both sides is a stroke
+        # that crossed it, and the gap is filled with the fainter side.
+        nearest = _run_filter(view.T, reach[axis], np.maximum, 0).T
         before, after = np.zeros_like(view), np.zeros_like(view)
-        shift_before = reach - (reach - 1) // 2  # nearest[r - shift_before] covers rows r - reach .. r - 1
-        shift_after = 1 + (reach - 1) // 2  # nearest[r + shift_after] covers rows r + 1 .. r + reach
+        shift_before = reach[axis] - (reach[axis] - 1) // 2  # nearest[r - shift_before]: rows r - reach .. r - 1
+        shift_after = 1 + (reach[axis] - 1) // 2  # nearest[r + shift_after]: rows r + 1 .. r + reach
         before[shift_before:] = nearest[:-shift_before]
         after[:-shift_after] = nearest[shift_after:]
         bridge = np.where(mask, np.minimum(before, after), 0)
@@ -323,14 +330,15 @@ def _remove_lines(difference):
     return Image.fromarray(bridged, "L")
 
 
-def _lines_along(view, threshold):
-    """Boolean mask of the pixels of `view` on thin straight runs along its rows, or None."""
-    run = max(MIN_LINE, int(LINE_LENGTH * view.shape[1]))
+def _lines_along(view, threshold, length, thick=None):
+    """Boolean mask of the pixels of `view` on thin straight runs along its rows at least `length`
+    of a row long (and at most `thick` thick), or None."""
+    run = max(MIN_LINE, int(length * view.shape[1]))
     # Only rows with that many inked pixels can hold a line: most images have none, and skip the rest.
     rows = np.flatnonzero((view >= threshold).sum(axis=1) >= DASH_DUTY * run)
     if not len(rows):
         return None
-    thick = max(1, run // LINE_SLIMNESS)
+    thick = thick or max(1, run // LINE_SLIMNESS)
     lo, hi = max(rows[0] - thick - 1, 0), min(rows[-1] + thick + 2, view.shape[0])
     band = view[lo:hi]
     gap = max(2, run // 8)
@@ -351,6 +359,28 @@ def _lines_along(view, threshold):
     mask[1:] |= mask[:-1].copy()
     mask[:-1] |= mask[1:].copy()
     return mask
+
+
+def _ticks(view, lines, threshold, width):
+    """The ticks of a comb field in `view` (columns as rows): runs at least TICK_LENGTH of the image
+    long, no wider than its line (`width`), that touch a line of `lines`; a boolean mask or None."""
+    candidates = _lines_along(view, threshold, TICK_LENGTH, thick=width)
+    if candidates is None:
+        return None
+    touching = lines.copy()  # a line pixel, or up to two pixels off its end along the tick
+    for shift in (1, 2):
+        touching[:, shift:] |= lines[:, :-shift]
+        touching[:, :-shift] |= lines[:, shift:]
+    starts = candidates.copy()
+    starts[:, 1:] &= ~candidates[:, :-1]
+    run_id = np.cumsum(starts.ravel()).reshape(candidates.shape)
+    kept = np.isin(run_id, run_id[candidates & touching]) & candidates
+    return kept if kept.any() else None
+
+
+def _line_width(mask):
+    """The width of most lines in a mask (its runs across the lines, 90th percentile)."""
+    return int(np.percentile(_run_lengths(mask.T), 90))
 
 
 def _line_count(mask):
