@@ -367,14 +367,22 @@ def _ticks(view, lines, threshold, width):
     candidates = _lines_along(view, threshold, TICK_LENGTH, thick=width)
     if candidates is None:
         return None
-    touching = lines.copy()  # a line pixel, or up to two pixels off its end along the tick
-    for shift in (1, 2):
+    touching = lines.copy()  # a line pixel, or a few pixels off its end along the tick (blurred ends)
+    for shift in range(1, 5):
         touching[:, shift:] |= lines[:, :-shift]
         touching[:, :-shift] |= lines[:, shift:]
-    starts = candidates.copy()
+    starts, ends = candidates.copy(), candidates.copy()
     starts[:, 1:] &= ~candidates[:, :-1]
+    ends[:, :-1] &= ~candidates[:, 1:]
     run_id = np.cumsum(starts.ravel()).reshape(candidates.shape)
-    kept = np.isin(run_id, run_id[candidates & touching]) & candidates
+    # A tick ends in paper at both ends (at the line's end, the line is already cleared); a stroke
+    # that touches the line goes on into the rest of the digit.
+    beyond_start, beyond_end = np.zeros_like(view), np.zeros_like(view)
+    for shift in range(1, 4):
+        np.maximum(beyond_start[:, shift:], view[:, :-shift], out=beyond_start[:, shift:])
+        np.maximum(beyond_end[:, :-shift], view[:, shift:], out=beyond_end[:, :-shift])
+    goes_on = (starts & (beyond_start >= threshold)) | (ends & (beyond_end >= threshold))
+    kept = np.isin(run_id, np.setdiff1d(run_id[candidates & touching], run_id[goes_on])) & candidates
     return kept if kept.any() else None
 
 
