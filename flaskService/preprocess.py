@@ -377,13 +377,14 @@ def _ticks(view, lines, threshold, width):
     run_id = np.cumsum(starts.ravel()).reshape(candidates.shape)
     # A tick ends in paper at both ends (at the line's end, the line is already cleared); a stroke
     # that touches the line goes on into the rest of the digit.
+    # (3-5 pixels on: the opening leaves a tick's soft ends out of the run)
     beyond_start, beyond_end = np.zeros_like(view), np.zeros_like(view)
-    for shift in range(1, 4):
+    for shift in range(3, 6):
         np.maximum(beyond_start[:, shift:], view[:, :-shift], out=beyond_start[:, shift:])
         np.maximum(beyond_end[:, :-shift], view[:, shift:], out=beyond_end[:, :-shift])
     goes_on = (starts & (beyond_start >= threshold)) | (ends & (beyond_end >= threshold))
     kept = np.isin(run_id, np.setdiff1d(run_id[candidates & touching], run_id[goes_on])) & candidates
-    return kept if kept.any() else None
+    return kept if _line_count(kept) >= 2 else None  # a comb has a row of ticks; a lone one may be a 1
 
 
 def _line_width(mask):
