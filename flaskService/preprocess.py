@@ -310,7 +310,7 @@ def _remove_lines(difference):
         return difference
     reach = {axis: _line_width(mask) + 1 for axis, mask in found.items()}
     if 1 in found and 0 not in found:  # rules or a comb field: the comb's ticks
-        ticks = _ticks(cleaned.T, found[1].T, threshold, reach[1])
+        ticks = _ticks(cleaned.T, found[1].T, threshold, max(1, reach[1] - 2))  # the line without its soft edges
         if ticks is not None:
             cleaned.T[ticks] = 0
     bridged = cleaned.copy()
