@@ -32,6 +32,7 @@ MAX_ASPECT = 50  # longest side over shortest; a tall "1" on a wide strip of pap
 WORK_SIZE = 640
 MIN_CONTRAST = 0.12  # below this, the image holds nothing that differs from its background
 DENOISE_MIN_SIDE = 64  # below this, strokes are too thin to smooth (MNIST-sized input)
+MIXED_FRAME = 60  # a frame whose 10th and 90th percentiles lie this far apart (of 255) holds ink
 CLEAN_PAPER = 6  # the paper's own variation (90th percentile, of 255) up to which it needs no cleaning
 TRIM = 0.002  # share of the ink mass cut from each side when finding the digit's extent
 
@@ -199,8 +200,19 @@ def _paper_colour(image, mask=None):
     """The background colour: per band, the median of the image's outer frame, which ink rarely
     fills (or, with a 0/255 mask, the median of the masked-in pixels)."""
     histogram = np.asarray(image.histogram(mask), np.int64) if mask is not None else _frame_histogram(image)
-    median = tuple(_percentile(band, 0.5) for band in histogram.reshape(-1, 256))
+    median = tuple(_paper_level(band) for band in histogram.reshape(-1, 256))
     return median[0] if len(median) == 1 else median
+
+
+def _paper_level(histogram):
+    """The median of a band's histogram; but where ink fills much of the frame (a digit cut out
+    tight, blown up and blurred) the median falls between paper and ink, and every stroke would
+    come out as two thin outlines: there, the median of the larger of the two classes Otsu splits."""
+    if _percentile(histogram, 0.9) - _percentile(histogram, 0.1) < MIXED_FRAME:
+        return _percentile(histogram, 0.5)
+    split = _otsu(histogram) + 1
+    dark, light = histogram[:split], histogram[split:]
+    return _percentile(dark, 0.5) if dark.sum() >= light.sum() else split + _percentile(light, 0.5)
 
 
 def _frame_histogram(image):
