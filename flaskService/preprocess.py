@@ -208,8 +208,10 @@ def _paper_level(histogram):
     """The median of a band's histogram; but where ink fills much of the frame (a digit cut out
     tight, blown up and blurred) the median falls between paper and ink, and every stroke would
     come out as two thin outlines: there, the median of the larger of the two classes Otsu splits."""
-    if _percentile(histogram, 0.9) - _percentile(histogram, 0.1) < MIXED_FRAME:
-        return _percentile(histogram, 0.5)
+    cumulative = np.cumsum(histogram)
+    low, median, high = np.searchsorted(cumulative, np.array([0.1, 0.5, 0.9]) * cumulative[-1])
+    if high - low < MIXED_FRAME:
+        return int(median)
     split = _otsu(histogram) + 1
     dark, light = histogram[:split], histogram[split:]
     return _percentile(dark, 0.5) if dark.sum() >= light.sum() else split + _percentile(light, 0.5)
@@ -261,7 +263,7 @@ def _haze(difference):
     """
     factor = max(1, min(difference.size) // 16)
     grid = np.asarray(difference.reduce(factor).filter(ImageFilter.MinFilter(3)), np.float32)
-    inked = grid > _otsu(np.asarray(difference.histogram(), np.float64)) / 2
+    inked = grid > _otsu(difference.histogram()) / 2
     if inked.any():
         grid = _fill_from_neighbours(grid, ~inked)
     grid = Image.fromarray(np.round(grid).astype(np.uint8), "L")
@@ -300,8 +302,10 @@ def _remove_lines(difference):
     where a stroke crossed a line, the gap is bridged from the stroke on both sides.
     """
     ink = np.asarray(difference)
-    threshold = max(_otsu(np.bincount(ink.ravel(), minlength=256)) // 4, 1)  # faint lines too
-    found = {axis: _lines_along(ink if axis == 1 else ink.T, threshold, LINE_LENGTH) for axis in (1, 0)}
+    threshold = max(_otsu(difference.histogram()) // 2, 1)  # faint lines too
+    inked = ink >= threshold
+    found = {1: _lines_along(ink, threshold, LINE_LENGTH, inked.sum(axis=1)),
+             0: _lines_along(ink.T, threshold, LINE_LENGTH, inked.sum(axis=0))}
     counts = {axis: _line_count(mask) for axis, mask in found.items()}
     cleaned = ink.copy()
     for axis, mask in found.items():
@@ -342,12 +346,15 @@ def _remove_lines(difference):
     return Image.fromarray(bridged, "L")
 
 
-def _lines_along(view, threshold, length, thick=None):
+def _lines_along(view, threshold, length, inked_per_row=None, thick=None):
     """Boolean mask of the pixels of `view` on thin straight runs along its rows at least `length`
-    of a row long (and at most `thick` thick), or None."""
+    of a row long (and at most `thick` thick), or None. `inked_per_row`: how many pixels of each row
+    reach `threshold`, if already counted."""
     run = max(MIN_LINE, int(length * view.shape[1]))
+    if inked_per_row is None:
+        inked_per_row = (view >= threshold).sum(axis=1)
     # Only rows with that many inked pixels can hold a line: most images have none, and skip the rest.
-    rows = np.flatnonzero((view >= threshold).sum(axis=1) >= DASH_DUTY * run)
+    rows = np.flatnonzero(inked_per_row >= DASH_DUTY * run)
     if not len(rows):
         return None
     thick = thick or max(1, run // LINE_SLIMNESS)
@@ -459,6 +466,7 @@ def _ink(difference, scale, histogram=None):
 def _otsu(histogram):
     """The level that best splits the histogram into two classes (Otsu, 1979)."""
     levels = np.arange(256)
+    histogram = np.asarray(histogram, np.float64)  # int64 would overflow in the squares below
     weight = np.cumsum(histogram)
     mass = np.cumsum(histogram * levels)
     total, total_mass = weight[-1], mass[-1]
