@@ -44,6 +44,7 @@ LINE_SLIMNESS = 8
 DASH_DUTY = 0.5
 WHOLE = 0.9  # a lone line must cross this much of the image ...
 LONE_LEFT = 0.3  # ... and leave this share of the ink
+MIN_INK = 16  # pixels: less ink than this left once the lines are gone is a blank form
 TICK_LENGTH = 0.06  # the ticks of a comb field are at least this share of the image tall
 
 # decode_image notes in image.info the scale a JPEG was decoded at (1/2, 1/4, 1/8 for big photos),
@@ -318,9 +319,13 @@ def _remove_lines(difference):
         view = cleaned if axis == 1 else cleaned.T
         kept = view[mask].copy()
         view[mask] = 0
-        if lone and view.sum(dtype=np.int64) < LONE_LEFT * ink.sum(dtype=np.int64):
-            view[mask] = kept  # nothing much but that "line" was there: it is the digit (a 1, cut tight)
-            found[axis] = None
+        if lone:
+            # a line with a row of ticks on it is a comb field, however little else there is
+            comb = axis == 1 and found[0] is None and _ticks(
+                cleaned.T, mask.T, threshold, max(1, _line_width(mask) - 1)) is not None
+            if not comb and view.sum(dtype=np.int64) < LONE_LEFT * ink.sum(dtype=np.int64):
+                view[mask] = kept  # nothing much but that "line" was there: it is the digit (a 1, cut tight)
+                found[axis] = None
     found = {axis: mask for axis, mask in found.items() if mask is not None}
     if not found:
         return difference
@@ -343,6 +348,8 @@ def _remove_lines(difference):
         bridge = np.where(mask, np.minimum(before, after), 0)
         bridged_view = bridged if axis == 1 else bridged.T
         np.maximum(bridged_view, bridge, out=bridged_view)
+    if np.count_nonzero(bridged >= threshold) < MIN_INK:
+        bridged[:] = 0  # specks where lines met: an empty form
     return Image.fromarray(bridged, "L")
 
 

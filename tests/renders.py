@@ -66,7 +66,7 @@ def render_background(digit, kind, medium, rng):
     ink = np.asarray(ink.rotate(rng.uniform(-10, 10), resample=Image.Resampling.BICUBIC), np.float32) / 255
     # the digit's own box inside its 28x28 field (MNIST leaves a 4 px margin)
     rows, cols = np.flatnonzero(ink.max(1) > 0.3), np.flatnonzero(ink.max(0) > 0.3)
-    digit_box = (cols[0], rows[0], cols[-1] + 1, rows[-1] + 1)
+    digit_box = (cols[0], rows[0], cols[-1] + 1, rows[-1] + 1) if len(rows) else (0, 0, size, size)  # or an empty form
     if kind == "tight_crop":
         page_w, page_h, (x, y) = digit_box[2] - digit_box[0], digit_box[3] - digit_box[1], (-digit_box[0], -digit_box[1])
         lines = Image.new("L", (page_w, page_h), 0)
