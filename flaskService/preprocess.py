@@ -259,12 +259,16 @@ def _haze(difference):
 
     Where a stroke is wider than three blocks (a thick or blurred stroke filling a small image, as
     low-resolution scans blown up are) the whole neighbourhood is ink: lighting never makes the paper
-    differ from itself as much as ink does, so blocks above the ink threshold are not haze but the
-    stroke's inside, and take the haze of the paper blocks around them instead.
+    differ from itself as much as ink does, nor rise that steeply: blocks far above the lowest block
+    a few blocks around are not haze but a stroke's inside, and take the haze of the paper blocks
+    around them instead.
     """
     factor = max(1, min(difference.size) // 16)
-    grid = np.asarray(difference.reduce(factor).filter(ImageFilter.MinFilter(3)), np.float32)
-    inked = grid > _otsu(difference.histogram()) / 2
+    grid = difference.reduce(factor).filter(ImageFilter.MinFilter(3))
+    # far above the lowest block a few blocks around: a stroke's inside, where lighting only slopes
+    around = np.asarray(grid.filter(ImageFilter.MinFilter(7)), np.float32)
+    grid = np.asarray(grid, np.float32)
+    inked = grid - around > _otsu(difference.histogram()) / 2
     if inked.any():
         grid = _fill_from_neighbours(grid, ~inked)
     grid = Image.fromarray(np.round(grid).astype(np.uint8), "L")
