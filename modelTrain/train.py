@@ -421,7 +421,7 @@ def build_augmenter(seed):
 ## Train the model
 """
 
-EPOCHS = 30
+EPOCHS = 40
 BATCH_SIZE = 128
 # Adam with one epoch of linear warm-up to the peak rate, then cosine decay to zero.
 PEAK_LEARNING_RATE = 3e-3
