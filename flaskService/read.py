@@ -6,7 +6,6 @@ from flask import Blueprint, current_app, request
 from PIL import Image, ImageDraw
 
 from . import metrics, payload, preprocess
-from .model import NUM_CLASSES
 from .reader import read_number
 
 bp = Blueprint("read", __name__)
@@ -26,7 +25,7 @@ def read():
     def reading(image):
         # find_ink shrinks a big image in place; the debug picture needs it as decoded.
         decoded = image.copy() if debug else None
-        number = read_number(image, lambda arrays: digit_probabilities(predictor, arrays))
+        number = read_number(image, classifier(predictor, config["MIN_DIGIT_SCORE"]))
         return _reading(number, decoded)
 
     with metrics.stage("inference"):
@@ -38,9 +37,9 @@ def read():
     return {**results[0], "model": model}
 
 
-def digit_probabilities(predictor, arrays):
-    """(N, 28, 28) -> (N, 10) probabilities of the digits (a model may also answer other classes)."""
-    return predictor.predict(arrays)[:, :NUM_CLASSES]
+def classifier(predictor, min_digit_score):
+    """The reader's `classify`: (N, 28, 28) -> Predictor.classify's answers, at the service's threshold."""
+    return lambda arrays: predictor.classify(arrays, min_digit_score)
 
 
 def _reading(number, image):
