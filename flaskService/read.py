@@ -43,8 +43,10 @@ def classifier(predictor, min_digit_score):
 
 
 def _reading(number, image):
+    # Each digit as /predict answers an image (a digits-only model cannot say digit_score: null).
     digits = [{"digit": d.digit, "confidence": d.confidence, "probabilities": [float(p) for p in d.probabilities],
-               "box": d.box} for d in number.digits]
+               "is_digit": d.is_digit, "digit_score": d.digit_score, "box": d.box,
+               **({"reason": d.reason} if d.reason else {})} for d in number.digits]
     result = {"text": number.text, "confidence": number.confidence, "digits": digits}
     if image is not None:
         result["image"] = _data_url(_with_boxes(image, [d.box for d in number.digits]))

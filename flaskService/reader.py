@@ -32,6 +32,7 @@ SEAM_DRIFT = 0.2  # cost of a seam moving one column sideways, against 1.0 for c
 SEAM_SPACING = 0.15  # seams closer than this share of the height are one candidate
 MAX_SEAMS = 96  # bands per group; more is a group wider than ~19 touching digits (a long rule): 422
 SAME_SEAM = 1.5  # px: seams this close on average (work pixels) are one candidate cut
+SAME_SPLIT = 0.02  # ... and so are seams whose left sides hold ink within this share of the group's
 SURE = 0.9  # a group narrower than SPLIT_ASPECT is one digit when the model's raw probability of its digit is this
 CUT_PENALTY = 0.4  # log-probability a cut costs: a half 0 reads as a confident 1, two of them must not beat one 0
 SEAM_INK = 0.5  # ... and this much per stroke width of ink it crosses (two neighbours touch at one stroke; a 0 is cut through two)
@@ -43,14 +44,14 @@ ASPECT_SLACK = 0.15  # ... when it is wider than its digit's median by more than
 ASPECT_PENALTY = 4.0  # ... costing this much log-probability per unit of aspect beyond
 FRAGMENT = 0.45  # a piece shorter than this share of its group's height is a fragment ...
 FRAGMENT_PENALTY = 4.0  # ... left out at a cost of this much log-probability
+SKIP_PENALTY = 3.0  # log-probability it costs to leave out a piece the model says is not a digit
 FRAGMENT_PIECE = "fragment"  # a candidate that is a fragment, in place of a _Piece
-PRUNE = 0.0
 CHUNKS = (64, 16, 4)  # batch sizes the predictor's interpreters are built for (predictor.BATCH_SIZES)
 MAX_DIGITS = 32  # more pieces than this is not a number: 422 rather than seconds of work
 
 # What the model says of a piece (as Predictor.classify does of an image): the digit, its calibrated
 # confidence and the ten probabilities given that the piece is one digit, the probability that it is
-# (1.0 from a digits-only model), whether that clears MIN_DIGIT_SCORE and if not, why not.
+# (None from a digits-only model, which cannot tell), whether that clears MIN_DIGIT_SCORE and if not, why not.
 Classes = namedtuple("Classes", "digit confidence probabilities digit_score is_digit reason")
 Digit = namedtuple("Digit", Classes._fields + ("box", "input"))  # box: [x, y, w, h] in the uploaded image's px
 Reading = namedtuple("Reading", "text confidence digits")
@@ -73,15 +74,7 @@ def read_ink(ink, classify):
     # Every candidate piece of every group that needs cutting is classified in one batch: one call.
     _classify([piece for candidates, _ in searched for piece in candidates.values()
                if piece is not FRAGMENT_PIECE and piece.classes is None], classify)
-    pieces = []
-    for candidates, costs in searched:
-        chosen = _best_cuts(candidates, costs)
-        # A mark standing apart that the model says is no digit (a dash, a smudge, a stray stroke)
-        # is not printed as one. (Pieces cut from a group are kept: a digit cut from its neighbour
-        # often looks less like one than it is, and the search found them the best reading.)
-        if len(chosen) == 1 and chosen[0].classes.reason == "not_a_digit":
-            continue
-        pieces += chosen
+    pieces = [piece for candidates, costs in searched for piece in _best_cuts(candidates, costs)]
     if not pieces:
         raise ApiError(422, "no_digits", "No digit found: the image holds only specks, lines or marks "
                                          "that are not digits.")
@@ -118,11 +111,11 @@ def _classify(pieces, classify):
     inputs = np.stack([preprocess.centre_like_mnist(piece.pixels) for piece in pieces])
     for start, stop in _chunks(len(pieces)):
         answers = classify(inputs[start:stop])
-        scores = answers.digit_score if answers.digit_score is not None else np.ones(len(answers.digits))
         for index, piece in enumerate(pieces[start:stop]):
             piece.input = inputs[start + index]
             piece.classes = Classes(int(answers.digits[index]), float(answers.confidence[index]),
-                                    answers.probabilities[index], float(scores[index]),
+                                    answers.probabilities[index],
+                                    None if answers.digit_score is None else float(answers.digit_score[index]),
                                     bool(answers.is_digit[index]), answers.reasons[index])
 
 
@@ -197,7 +190,12 @@ def _needs_cutting(group):
     """Whether a group may hold more than one digit: it is wider than a digit, or the model is not
     sure it is exactly one (it says several digits, or no digit it knows well)."""
     height, width = group.pixels.shape
-    return width > SPLIT_ASPECT * height or group.classes.digit_score * group.classes.confidence < SURE
+    return width > SPLIT_ASPECT * height or _one_digit(group.classes) * group.classes.confidence < SURE
+
+
+def _one_digit(classes):
+    """The probability that a piece is one digit (a digits-only model assumes it is)."""
+    return 1.0 if classes.digit_score is None else classes.digit_score
 
 
 def _candidates(group):
@@ -269,18 +267,21 @@ def _seams(ink):
     for row in range(height - 1, 0, -1):
         paths[:, row - 1] = paths[:, row] + moves[row, bands, paths[:, row]]
     paths = columns[bands[:, None], paths]
-    crossed = ink[np.arange(height), paths].sum(axis=1)
-    seams, costs = [], []
-    for path, ink_crossed in zip(paths, crossed):
-        if seams and np.abs(path - seams[-1]).mean() < SAME_SEAM:
+    rows = np.arange(height)
+    crossed = ink[rows, paths].sum(axis=1)
+    # Seams that split the ink the same way (their left sides hold nearly the same ink) make the same
+    # pieces: one of them, the cheapest, is enough.
+    left_of = ink.cumsum(axis=1)[rows, paths].sum(axis=1)
+    same = SAME_SPLIT * float(ink.sum())
+    seams, costs, splits = [], [], []
+    for path, ink_crossed, left in zip(paths, crossed, left_of):
+        if seams and (np.abs(path - seams[-1]).mean() < SAME_SEAM or left - splits[-1] < same):
             if ink_crossed < costs[-1]:
-                seams[-1], costs[-1] = path, float(ink_crossed)
+                seams[-1], costs[-1], splits[-1] = path, float(ink_crossed), left
             continue
         seams.append(path)
         costs.append(float(ink_crossed))
-    if PRUNE:
-        keep = sorted(np.argsort(costs, kind="stable")[:max(1, round(PRUNE * width / height))])
-        seams, costs = [seams[i] for i in keep], [costs[i] for i in keep]
+        splits.append(left)
     return seams, costs
 
 
@@ -297,7 +298,9 @@ def _between(group, left_seam, right_seam):
 
 def _best_cuts(candidates, costs):
     """Dynamic programming over the seams: the pieces from the first seam to the last with the best
-    total score (the pieces' scores less each cut's cost)."""
+    total score (the pieces' scores less each cut's cost). A piece the model says is not a digit may
+    be left out (a dash, a smudge: not printed as a digit), at its probability of being no digit
+    less SKIP_PENALTY; a digit cut from its neighbour often looks less like one than it is."""
     last = len(costs) - 1
     best = {0: (0.0, [])}
     for stop in range(1, last + 1):
@@ -314,6 +317,9 @@ def _best_cuts(candidates, costs):
             else:
                 cut = CUT_PENALTY + SEAM_INK * costs[start] if start else 0.0
                 options.append((score + _score(piece) - cut, chosen + [piece]))
+                if piece.classes.reason == "not_a_digit":  # a dash, a smudge, a stray stroke: left out
+                    options.append((score + np.log(max(1.0 - piece.classes.digit_score, 1e-9)) - SKIP_PENALTY - cut,
+                                    chosen))
         if options:
             best[stop] = max(options, key=lambda option: option[0])
     return best.get(last, (0.0, []))[1]
@@ -325,7 +331,7 @@ def _score(piece):
     confidence), less shape penalties."""
     height, width = piece.pixels.shape
     classes = piece.classes
-    score = np.log(max(classes.digit_score * classes.confidence, 1e-9))
+    score = np.log(max(_one_digit(classes) * classes.confidence, 1e-9))
     score -= ASPECT_PENALTY * max(0.0, width / height - ASPECTS[classes.digit] - ASPECT_SLACK)
     return score
 
