@@ -5,11 +5,17 @@
    writing is about WORK_HEIGHT pixels tall (enough for a 20x20 MNIST box, cheap to search).
 2. Connected strokes are components; specks are dropped, and a component lying over another
    (a 5's detached bar, a broken 4) joins it: each group holds one or more whole digits.
-3. A group wide enough to hold two digits is over-segmented by seams: top-to-bottom paths that cross
-   as little ink as possible (drifting a column per row at a small cost, so they follow slant and
-   thread between strokes that overlap). Every run of pieces between two seams, up to WIDEST, is
-   classified in one batch, and dynamic programming picks the cuts whose pieces are each most
-   confidently one digit (and shaped like one).
+3. Each group is classified whole. The digit model (12 outputs) says how likely an image is exactly
+   one digit (digit_score), which digit, and whether it is several digits or no digit at all; a
+   group narrower than its height that is confidently one digit is read as it is.
+4. Any other group is over-segmented by seams: top-to-bottom paths of least ink, one per band of
+   columns (drifting a column per row at a small cost, so they follow slant and thread between
+   strokes that overlap); seams that split the ink the same way are one. Every run of pieces between
+   two seams, up to WIDEST, is classified in one batch, and dynamic programming picks the cuts whose
+   pieces are each most likely one digit: a piece scores the model's raw probability of its best
+   digit (digit_score times the renormalised confidence), so squashed pairs ("several digits") and
+   halves of digits ("not a digit") lose. A piece the model says is no digit (a dash, a smudge) may
+   be left out instead of read.
 
 Pure functions: a Pillow image and a `classify` function in, numbers out; no Flask.
 """
@@ -38,7 +44,7 @@ CUT_PENALTY = 0.4  # log-probability a cut costs: a half 0 reads as a confident 
 SEAM_INK = 0.5  # ... and this much per stroke width of ink it crosses (two neighbours touch at one stroke; a 0 is cut through two)
 WIDEST = 1.5  # no digit is wider than this times its group's height: wider runs are not classified
 # Width over height of each digit's ink in MNIST's training split, the median: a piece read as a 4
-# but 1.3 times as wide as tall is more likely two digits squashed (the classifier cannot say so) ...
+# but 1.3 times as wide as tall is more likely two digits squashed (a 10-output model cannot say so) ...
 ASPECTS = (0.9, 0.4, 0.95, 0.8, 0.8, 0.95, 0.7, 0.8, 0.75, 0.7)
 ASPECT_SLACK = 0.15  # ... when it is wider than its digit's median by more than this,
 ASPECT_PENALTY = 4.0  # ... costing this much log-probability per unit of aspect beyond
