@@ -1,23 +1,28 @@
-"""Side-by-side speed of the service, the original approach and a Flask ceiling, in one run.
+"""Side-by-side speed of the service, a Flask ceiling, the original approach and the peers a user
+would pick instead (BentoML, LitServe), in one run.
 
-`make bench` (or `python benchmarks/bench.py`) starts three gunicorns with the same settings
-(flaskService/gunicorn.conf.py) on free loopback ports -- the service, the original approach
-(Keras `model.predict` per request) and a constant-JSON ceiling -- drives each with wrk, and prints
-a table: requests/s, p50 and p99 latency and ratios for single uploads at 8 connections; digits/s
-for 256-digit batches at 2 connections; time from start to ready and RSS per worker. Each row also
-gives the workers' CPU time per request, which other load on the machine hardly moves. The same
-figures go to benchmarks/results.json and, as a table for the README, benchmarks/results.md (both
-rewritten by every run, so not committed).
+`make bench` (or `python benchmarks/bench.py --peers-python .venv-bench/bin/python`) starts every
+server with 2 workers (WEB_CONCURRENCY) on free loopback ports -- the service, a constant-JSON
+Flask ceiling and the original approach (Keras `model.predict` per request) under
+flaskService/gunicorn.conf.py, and BentoML and LitServe serving the same LiteRT model
+(benchmarks/peers/) -- and drives each with wrk over keep-alive connections. It prints a table:
+requests/s, latency, ratios and CPU per request for single 28x28 uploads at 1, 2, 4, 8, 16 and 64
+connections, the 280x280 canvas, 256-digit batches, then time to ready and memory per worker. The
+figures go to benchmarks/results.json (every round of every row) and benchmarks/results.md (the
+table for the README); both are rewritten by every run, so not committed.
 
-A shared machine's speed drifts by tens of percent within a minute, and with only 8 keep-alive
-connections gunicorn's workers sometimes split them unevenly (the worker that wakes first accepts
-them all, and the other idles for the whole run). So a run that leaves a worker mostly idle is run
-again (the table says how many runs it took), and single uploads are measured in rounds: each
-round runs the ceiling, the original and the service back to back, ratios are taken within a round,
-and the table gives the median over rounds of every figure; results.json keeps every round.
+Honest by construction: every row is measured in every round (3 by default), each round runs the
+servers of a comparison back to back (ratios are taken within a round), and no run is repeated or
+dropped. The table gives each row's median with the slowest and fastest round (max/min: how much
+the figure moved), the worst round's p99, the range of each ratio over the rounds, and how evenly
+gunicorn's workers shared the load (least busy worker's CPU over the mean; 1 = even). CPU time per
+request (all of a server's processes, from /proc) hardly moves when other processes share the
+machine; requests/s does.
 
-`--quick` runs every row for a second with one worker each, so the test suite can check that the
-script still works; its figures mean nothing.
+`--quick` runs a short version with one worker per server, so the test suite can check that the
+script still works (peers only when --peers-python is given); its figures mean nothing.
+
+Adding a row: a body in `bodies` and a `Comparison` in `plan()`.
 """
 import argparse
 import io
@@ -25,6 +30,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -32,6 +38,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,13 +48,11 @@ ROOT = Path(__file__).resolve().parent.parent
 GUNICORN_CONF = ROOT / "flaskService" / "gunicorn.conf.py"
 DEFAULT_MNIST = ROOT.parent / "shared" / "data" / "mnist.npz"
 BATCH = 256  # the API's largest batch
-# With a few keep-alive connections, gunicorn's worker that wakes first sometimes accepts them all
-# and the other idles: that measures the kernel's luck, not the server, and halves any figure. A run
-# whose least busy worker did under half its share is run again, up to MAX_ATTEMPTS times.
-BALANCED = 0.5
-MAX_ATTEMPTS = 4
+CONNECTIONS = (1, 2, 4, 8, 16, 64)  # keep-alive client connections for single uploads
+COMPARED_AT = 8  # connections for the rows compared only once (canvas, original approach)
 V2_MODEL = "/v2/models/mnist"
 TICKS = os.sysconf("SC_CLK_TCK")  # /proc counts CPU time in these per second
+PEERS = ("bentoml", "litserve")
 
 # wrk posts one body file, then reports what it measured as one JSON line.
 WRK_SCRIPT = r"""
@@ -69,10 +74,10 @@ end
 
 # --- what is sent -----------------------------------------------------------------------------
 
-def mnist_digits():
-    """MNIST test digits (uint8, white on black): MNIST_NPZ, else ../shared/data/mnist.npz."""
+def mnist_test():
+    """MNIST test digits (uint8, white on black) and their labels: MNIST_NPZ, else ../shared/data/mnist.npz."""
     with np.load(os.environ.get("MNIST_NPZ") or DEFAULT_MNIST) as data:
-        return data["x_test"]
+        return data["x_test"], data["y_test"]
 
 
 def png(image):
@@ -123,101 +128,151 @@ def http(url, body=None, content_type=None, timeout=30):
         return e.code, e.read()
 
 
-class Gunicorn:
-    """One gunicorn with flaskService/gunicorn.conf.py on a free loopback port; its log and temp files
-    go to `work_dir`."""
+class Server:
+    """One server process (and whatever it forks) on a free loopback port, in a process group of its
+    own; its log goes to `work_dir`. `gunicorn`: its children are the workers."""
 
-    def __init__(self, name, app, ready_path, gunicorn_args, workers, work_dir):
+    def __init__(self, name, command, ready_path, work_dir, env=None, gunicorn=False):
         self.name = name
         self.ready_path = ready_path
+        self.gunicorn = gunicorn
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = Path(work_dir) / f"{name}.log"
-        env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(self.port), "WEB_CONCURRENCY": str(workers),
-               "TMPDIR": str(work_dir)}
-        command = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), *gunicorn_args,
-                   *([app] if app else [])]
+        env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(self.port), "TMPDIR": str(work_dir), **(env or {})}
+        command = [str(part).replace("{port}", str(self.port)) for part in command]
         self.started = time.monotonic()
         with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
         self.ready_s = self.all_ready_s = None
 
-    def wait_ready(self, timeout=120):
-        """Wait until every worker is ready; sets `ready_s`, seconds from start until the first worker
-        answers `ready_path` (200; for the reference apps, any status), and `all_ready_s`, until the
-        last worker has finished starting (its CPU time stops growing: any one worker may answer
+    @classmethod
+    def gunicorn_app(cls, name, app, ready_path, work_dir, workers, gunicorn_args=()):
+        command = [sys.executable, "-m", "gunicorn", "-c", GUNICORN_CONF, *gunicorn_args, *([app] if app else [])]
+        return cls(name, command, ready_path, work_dir, {"WEB_CONCURRENCY": str(workers)}, gunicorn=True)
+
+    def wait_ready(self, timeout=180):
+        """Wait until the server is ready; sets `ready_s`, seconds from start until `ready_path`
+        answers 200 (for the reference apps, any status), and `all_ready_s`, until the server's
+        processes have finished starting (their CPU time stops growing: any one worker may answer
         the probe, so the probe alone cannot tell)."""
         deadline = self.started + timeout
         while self.ready_s is None:
             self._check_alive(deadline)
             try:
                 status, _ = http(self.url + self.ready_path, timeout=5)
-                if status == 200 or self.ready_path != "/health/ready":
+                if status == 200 or self.ready_path == "/predict":
                     self.ready_s = time.monotonic() - self.started
+                    break
             except OSError:
-                time.sleep(0.05)
-        cpu, changed = None, time.monotonic()
+                pass
+            time.sleep(0.05)
+        ticks, changed = None, time.monotonic()
         while time.monotonic() - changed < 0.5:
             self._check_alive(deadline)
-            now = self.worker_cpu()
-            if now != cpu:
-                cpu, changed = now, time.monotonic()
+            now = self.cpu_ticks()
+            if now != ticks:
+                ticks, changed = now, time.monotonic()
             time.sleep(0.05)
         self.all_ready_s = max(self.ready_s, changed - self.started)
-        self.worker_start_cpu_s = sum(cpu.values()) / TICKS / max(1, len(cpu))
-        # The master's own CPU and its finished children's: the service converts its model there.
-        self.master_start_cpu_s = sum(_cpu_ticks(self.process.pid, children=True) or (0,)) / TICKS
+        self.start_cpu_s = ticks / TICKS
         return self
 
     def _check_alive(self, deadline):
         if self.process.poll() is not None:
-            raise RuntimeError(f"{self.name}: gunicorn exited with {self.process.returncode}:\n{self.log()}")
+            raise RuntimeError(f"{self.name}: exited with {self.process.returncode}:\n{self.log()}")
         if time.monotonic() > deadline:
             raise RuntimeError(f"{self.name}: not ready in time:\n{self.log()}")
 
-    def workers(self):
-        out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(self.process.pid)], capture_output=True, text=True)
-        return [int(pid) for pid in out.stdout.split()]
+    def processes(self):
+        """The server's processes: the one started and all its descendants."""
+        return [self.process.pid, *descendants(self.process.pid)]
 
-    def worker_cpu(self):
-        """{pid: CPU ticks so far} for every worker."""
-        ticks = {pid: _cpu_ticks(pid) for pid in self.workers()}
-        return {pid: sum(t) for pid, t in ticks.items() if t is not None}
+    def cpu_ticks(self):
+        """CPU ticks the server has used so far: every live process's own and its reaped children's
+        (a process that exits moves its time to its parent's children's time, so none is lost)."""
+        return sum(sum(_stat_ticks(pid) or (0,)) for pid in self.processes())
 
-    def cpu_ticks(self, worker_cpu):
-        """CPU ticks of all workers so far, given `worker_cpu()` of this moment, with those of workers
-        already gone (max_requests recycles them), which the kernel adds to the master's children's
-        time when it reaps them."""
-        reaped = _cpu_ticks(self.process.pid, children=True) or (0, 0, 0, 0)
-        return sum(worker_cpu.values()) + reaped[2] + reaped[3]
+    def worker_ticks(self):
+        """{worker pid: its own CPU ticks} for a gunicorn; {} for others (their processes differ in role)."""
+        if not self.gunicorn:
+            return {}
+        ticks = {pid: _stat_ticks(pid) for pid in descendants(self.process.pid, depth=1)}
+        return {pid: t[0] + t[1] for pid, t in ticks.items() if t is not None}
 
-    def worker_rss_mb(self):
-        out = subprocess.run(["ps", "-o", "rss=", "--ppid", str(self.process.pid)],
-                             capture_output=True, text=True).stdout
-        return [round(int(kb) / 1024) for kb in out.split()]
+    def connections_per_worker(self):
+        """How many client connections each gunicorn worker holds now, fewest first (from the
+        sockets in each worker's /proc/PID/fd and the established ones to our port in /proc/net/tcp)."""
+        inodes = set()
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "01" and int(fields[1].split(":")[1], 16) == self.port:
+                inodes.add(fields[9])
+        held = []
+        for pid in descendants(self.process.pid, depth=1):
+            try:
+                links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+            except OSError:  # gone, or an fd closed while we looked
+                continue
+            held.append(sum(link[len("socket:["):-1] in inodes for link in links if link.startswith("socket:[")))
+        return sorted(held)
+
+    def rss_mb(self):
+        """Resident memory per worker (gunicorn: its workers; others: every process), in MB."""
+        pids = descendants(self.process.pid, depth=1) if self.gunicorn else self.processes()
+        pages = [_statm_pages(pid) for pid in pids]
+        return [round(p * os.sysconf("SC_PAGE_SIZE") / 2**20) for p in pages if p]
 
     def log(self):
         return self.log_path.read_text(errors="replace")[-4000:]
 
     def terminate(self):
         if self.process.poll() is None:
-            self.process.terminate()
+            os.killpg(self.process.pid, signal.SIGTERM)
 
     def wait_stopped(self):
         try:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+            pass
+        try:  # the group: whatever the server forked and left behind
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait()
 
 
-def _cpu_ticks(pid, children=False):
-    """(utime, stime[, cutime, cstime]) of a process from /proc, or None once it has gone."""
+def descendants(pid, depth=None):
+    """pids of a process's descendants (children only with depth=1), from every process's parent in /proc."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):  # it exited while we looked
+            continue
+    found, level, frontier = [], 0, {pid}
+    while frontier and (depth is None or level < depth):
+        frontier = {child for child, parent in parents.items() if parent in frontier}
+        found += sorted(frontier)
+        level += 1
+    return found
+
+
+def _stat_ticks(pid):
+    """(utime, stime, cutime, cstime) of a process from /proc, or None once it has gone."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return tuple(int(f) for f in fields[11:15 if children else 13])
+    return tuple(int(f) for f in fields[11:15])
+
+
+def _statm_pages(pid):
+    try:
+        return int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+    except (OSError, IndexError):
+        return 0
 
 
 # --- load -------------------------------------------------------------------------------------
@@ -236,22 +291,125 @@ def ensure_wrk():
     sys.exit("bench: needs wrk (sudo apt-get install wrk)")
 
 
-def run_wrk(wrk, script, url, body_path, content_type, connections, seconds):
-    """POST the body at `url` for `seconds` over `connections` connections -> wrk's figures."""
+def run_wrk(wrk, script, url, body_path, content_type, connections, seconds, midway=None):
+    """POST the body at `url` for `seconds` over `connections` keep-alive connections -> wrk's figures
+    (and, under "midway", what `midway()` returned halfway through the run)."""
     env = {**os.environ, "BENCH_BODY": str(body_path), "BENCH_CONTENT_TYPE": content_type}
     # One wrk thread: on a small machine every core wrk takes is one the servers lose, and one
     # thread drives far more than the ceiling answers.
     command = [wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script), url]
-    out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=seconds + 60)
-    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("BENCH ")), None)
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = None
+    if midway:
+        time.sleep(seconds / 2)
+        seen = midway()
+    stdout, stderr = process.communicate(timeout=seconds + 60)
+    line = next((ln for ln in stdout.splitlines() if ln.startswith("BENCH ")), None)
     if line is None:
-        raise RuntimeError(f"wrk gave no result:\n{out.stdout}\n{out.stderr}")
+        raise RuntimeError(f"wrk gave no result:\n{stdout}\n{stderr}")
     figures = json.loads(line[len("BENCH "):])
     elapsed = figures["duration_us"] / 1e6
     ok = figures["requests"] - figures["non_2xx"]
     return {"requests": figures["requests"], "ok": ok, "errors": figures["non_2xx"] + figures["socket_errors"],
             "requests_per_s": round(ok / elapsed, 1), "p50_ms": round(figures["p50_us"] / 1000, 2),
-            "p99_ms": round(figures["p99_us"] / 1000, 2)}
+            "p99_ms": round(figures["p99_us"] / 1000, 2), "midway": seen}
+
+
+def balance(before, after):
+    """How evenly a gunicorn's workers shared a run, from {pid: CPU ticks} before and after it: the
+    least busy worker's CPU over the mean (1 = even, 0 = a worker idle). None when it cannot be told:
+    one worker, no CPU used, or a worker replaced during the run."""
+    deltas = [after[pid] - before[pid] for pid in after if pid in before]
+    if len(deltas) != len(after) or len(deltas) < 2 or not sum(deltas):
+        return None
+    return round(min(deltas) / (sum(deltas) / len(deltas)), 2)
+
+
+# --- what is measured -------------------------------------------------------------------------
+
+@dataclass
+class Comparison:
+    """Rows measured back to back in each round, and compared within it: `members` are
+    (row title, server name); the upload `body` is a key of the bodies, posted at `path`."""
+    label: str
+    body: str
+    connections: int
+    members: tuple
+    path: str = "/predict"
+    digits_per_request: int = 1
+    seconds_factor: int = 1  # batches run longer: fewer, larger requests
+
+
+def plan(connections, servers, v2_available):
+    """Every comparison of a round, in order. Servers not started (the peers, without their
+    virtualenv) are left out of their comparisons."""
+    def present(*members):
+        return tuple((title, name) for title, name in members if name in servers)
+
+    upload = "28x28 PNG"
+    comparisons = [Comparison(upload, "digit", n, present(
+        ("Flask ceiling", "ceiling"), ("/predict", "service"), ("BentoML", "bentoml"), ("LitServe", "litserve"),
+        *([("original approach", "original")] if n == COMPARED_AT else []))) for n in connections]
+    compared_at = COMPARED_AT if COMPARED_AT in connections else connections[-1]
+    comparisons.append(Comparison("280x280 canvas PNG", "canvas", compared_at, present(
+        ("Flask ceiling", "ceiling"), ("original approach", "original"), ("/predict", "service"))))
+    batch = f"{BATCH} digits"
+    comparisons += [
+        Comparison(f"JSON pixels, {batch}", "pixels", 2, present(("/predict", "service")),
+                   digits_per_request=BATCH, seconds_factor=3),
+        Comparison(f"JSON pixels, {batch}, preprocess=none", "pixels", 2, present(("/predict", "service")),
+                   path="/predict?preprocess=none", digits_per_request=BATCH, seconds_factor=3)]
+    if v2_available:
+        comparisons.append(Comparison(f"JSON FP32, {batch}", "v2", 2, present(("V2 infer", "service")),
+                                      path=V2_MODEL + "/infer", digits_per_request=BATCH, seconds_factor=3))
+    return comparisons
+
+
+def with_ratios(rows):
+    """The rows of one comparison in one round -> each with its ratios to the others': × ceiling for
+    every row, × original / BentoML / LitServe for the service's."""
+    by_server = {row["server"]: row["requests_per_s"] for row in rows}
+    for row in rows:
+        if by_server.get("ceiling"):
+            row["vs_ceiling"] = round(row["requests_per_s"] / by_server["ceiling"], 3)
+        if row["server"] == "service":
+            for other in ("original", *PEERS):
+                if by_server.get(other):
+                    row[f"vs_{other}"] = round(row["requests_per_s"] / by_server[other], 3)
+    return rows
+
+
+RATIOS = ("vs_ceiling", "vs_bentoml", "vs_litserve", "vs_original")
+
+
+def summary(rounds):
+    """One row's rounds -> its summary: the median, slowest and fastest round and their ratio
+    (max/min), the worst p99, each ratio's range, total errors; `rounds` keeps every round."""
+    rps = [r["requests_per_s"] for r in rounds]
+    row = {key: rounds[0][key] for key in ("name", "server", "path", "connections", "digits_per_request")}
+    row.update({
+        "requests_per_s": round(float(np.median(rps)), 1), "min_requests_per_s": min(rps),
+        "max_requests_per_s": max(rps), "spread": round(max(rps) / min(rps), 2) if min(rps) else None,
+        "p50_ms": round(float(np.median([r["p50_ms"] for r in rounds])), 2),
+        "p99_ms": round(float(np.median([r["p99_ms"] for r in rounds])), 2),
+        "worst_p99_ms": max(r["p99_ms"] for r in rounds),
+        "cpu_ms_per_request": round(float(np.median([r["cpu_ms_per_request"] for r in rounds])), 3),
+        "errors": sum(r["errors"] for r in rounds)})
+    balances = [r["worker_balance"] for r in rounds if r.get("worker_balance") is not None]
+    if balances:
+        row["worst_worker_balance"] = min(balances)
+    splits = [r["connections_per_worker"] for r in rounds if r.get("connections_per_worker")]
+    if splits:  # the most uneven split of client connections over the workers seen in any round
+        row["worst_connections_per_worker"] = max(splits, key=lambda split: split[-1] - split[0])
+    for key in RATIOS:
+        values = [r[key] for r in rounds if key in r]
+        if values:
+            row[key] = round(float(np.median(values)), 3)
+            row[f"{key}_range"] = [min(values), max(values)]
+    if row["digits_per_request"] > 1:
+        row["digits_per_s"] = round(row["requests_per_s"] * row["digits_per_request"])
+    row["rounds"] = rounds
+    return row
 
 
 # --- the run ----------------------------------------------------------------------------------
@@ -265,32 +423,56 @@ def machine():
             "load_average_before": [round(x, 2) for x in os.getloadavg()]}
 
 
+def start_servers(tmp, workers, gunicorn_args, peers_python):
+    """Every server, ready. The service starts alone, so its time to ready is not shared, and from an
+    empty temp directory: it converts its model as a fresh container does. The others then find that
+    conversion (the peers load the model through the service's Predictor, from the same cache)."""
+    servers = {"service": Server.gunicorn_app("service", None, "/health/ready", tmp, workers, gunicorn_args)}
+    servers["service"].wait_ready()
+    servers["ceiling"] = Server.gunicorn_app("ceiling", "benchmarks.original_app:create_ceiling_app()", "/predict",
+                                             tmp, workers, gunicorn_args)
+    servers["original"] = Server.gunicorn_app("original", "benchmarks.original_app:create_app()", "/predict",
+                                              tmp, workers, gunicorn_args)
+    if peers_python:
+        peer_env = {"WEB_CONCURRENCY": str(workers), "BENTOML_HOME": str(tmp / "bentoml"),
+                    "BENTOML_DO_NOT_TRACK": "True", "PYTHONPATH": str(ROOT)}
+        bentoml = [Path(peers_python).parent / "bentoml", "serve", "benchmarks.peers.bentoml_service:DigitClassifier",
+                   "--host", "127.0.0.1", "--port", "{port}"]
+        servers["bentoml"] = Server("bentoml", bentoml, "/readyz", tmp, peer_env)
+        litserve = [peers_python, "-m", "benchmarks.peers.litserve_server", "--port", "{port}"]
+        servers["litserve"] = Server("litserve", litserve, "/health", tmp, peer_env)
+    for server in servers.values():
+        server.wait_ready()
+    return servers
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="1 s per row, 1 worker: checks the script, not the speed")
-    parser.add_argument("--seconds", type=int, help="length of each wrk run (default 4, quick 1)")
-    parser.add_argument("--rounds", type=int, help="rounds of the single-upload rows (default 5, quick 1)")
-    parser.add_argument("--connections", type=int, default=8, help="connections for single uploads (default 8)")
-    parser.add_argument("--batch-connections", type=int, default=2, help="connections for 256-digit batches (default 2)")
+    parser.add_argument("--quick", action="store_true", help="short runs, 1 worker: checks the script, not the speed")
+    parser.add_argument("--seconds", type=int, help="length of each wrk run (default 3, quick 1)")
+    parser.add_argument("--rounds", type=int, help="rounds of every row (default 3, quick 1)")
+    parser.add_argument("--connections", type=int, nargs="+",
+                        help=f"connections for single uploads (default {' '.join(map(str, CONNECTIONS))}, quick 2 8)")
     parser.add_argument("--workers", type=int, help="WEB_CONCURRENCY for every server (default: the config's, quick 1)")
-    parser.add_argument("--worker-class", help="override gunicorn's worker class (sync, gthread) for every server")
-    parser.add_argument("--threads", type=int, help="override gunicorn's threads per worker for every server")
+    parser.add_argument("--worker-class", help="override gunicorn's worker class (e.g. gthread) for the gunicorns")
+    parser.add_argument("--threads", type=int, help="override gunicorn's threads per worker for the gunicorns")
+    parser.add_argument("--peers-python", help="python of the peers' virtualenv (make bench: .venv-bench/bin/python); "
+                                               "without it the BentoML and LitServe rows are left out")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results.json",
                         help="where the JSON goes; the markdown table goes next to it as .md")
     args = parser.parse_args(argv)
-    seconds = args.seconds or (1 if args.quick else 4)
-    rounds = args.rounds or (1 if args.quick else 5)
+    seconds = args.seconds or (1 if args.quick else 3)
+    rounds = args.rounds or (1 if args.quick else 3)
+    connections = tuple(args.connections or ((2, 8) if args.quick else CONNECTIONS))
     workers = args.workers or (1 if args.quick else int(os.environ.get("WEB_CONCURRENCY", os.cpu_count() or 1)))
-    warmup = 0 if args.quick else 2
+    warmup = 0 if args.quick else 1
     gunicorn_args = [*(["--worker-class", args.worker_class] if args.worker_class else []),
                      *(["--threads", str(args.threads)] if args.threads else [])]
     wrk = ensure_wrk()
 
-    digits = mnist_digits()
+    digits, labels = mnist_test()
     results = {"machine": machine(), "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-               "settings": {"seconds": seconds, "rounds": rounds, "batch_seconds": 3 * seconds,
-                            "connections": args.connections,
-                            "batch_connections": args.batch_connections, "workers": workers,
+               "settings": {"seconds": seconds, "rounds": rounds, "connections": list(connections), "workers": workers,
                             "gunicorn_args": gunicorn_args, "quick": args.quick},
                "servers": {}, "rows": []}
     servers = {}
@@ -305,90 +487,62 @@ def main(argv=None):
             path.write_bytes(body)
             return path, content_type
 
-        uploads = {"28x28 PNG": body_file("digit.mp", multipart(png(Image.fromarray(digits[0])))),
-                   "280x280 canvas PNG": body_file("canvas.mp", multipart(canvas_png(digits[0])))}
+        batch = digits[1:1 + BATCH]
+        bodies = {"digit": body_file("digit.mp", multipart(png(Image.fromarray(digits[0])))),
+                  "canvas": body_file("canvas.mp", multipart(canvas_png(digits[0]))),
+                  "pixels": body_file("pixels.json", pixels_json(batch))}
         try:
-            # The service starts alone, so its time to ready is not shared with the other two, and from
-            # an empty temp directory: it converts its model as a fresh container does. The other two
-            # then find that conversion (their gunicorn.conf.py makes it too) and start sooner.
-            servers["service"] = Gunicorn("service", None, "/health/ready", gunicorn_args, workers, tmp).wait_ready()
-            servers["original"] = Gunicorn("original", "benchmarks.original_app:create_app()", "/predict",
-                                           gunicorn_args, workers, tmp)
-            servers["ceiling"] = Gunicorn("ceiling", "benchmarks.original_app:create_ceiling_app()", "/predict",
-                                          gunicorn_args, workers, tmp)
-            for server in servers.values():
-                server.wait_ready()
+            servers = start_servers(tmp, workers, gunicorn_args, args.peers_python)
+            status, metadata = http(servers["service"].url + V2_MODEL)
+            if status == 200:
+                bodies["v2"] = body_file("v2.json", v2_json(batch, json.loads(metadata)["inputs"][0]["name"]))
+            comparisons = plan(connections, servers, status == 200)
+            warmed = set()
 
-            def measure(label, server, path, body, connections, digits_per_request=1, seconds=seconds, warm=True):
-                """wrk runs until one spreads its load over every worker (or MAX_ATTEMPTS) -> a row of figures."""
-                body_path, content_type = body
-                status, answer = http(server.url + path, body_path.read_bytes(), content_type)
-                if status != 200:
-                    raise RuntimeError(f"{label}: {server.name} answered {status}: {answer[:300]!r}")
-                if warm and warmup:
-                    run_wrk(wrk, script, server.url + path, body_path, content_type, connections, warmup)
-                for attempt in range(1, MAX_ATTEMPTS + 1):
-                    per_worker_before = server.worker_cpu()
-                    cpu_before = server.cpu_ticks(per_worker_before)
-                    row = {"name": label, "server": server.name, "path": path, "connections": connections,
-                           "digits_per_request": digits_per_request,
-                           **run_wrk(wrk, script, server.url + path, body_path, content_type, connections, seconds)}
-                    # CPU the workers spent per request: unlike requests/s, it hardly moves when other
-                    # processes share the machine.
-                    per_worker_after = server.worker_cpu()
-                    cpu_ms = (server.cpu_ticks(per_worker_after) - cpu_before) / TICKS * 1000
-                    row["worker_cpu_ms_per_request"] = round(cpu_ms / max(1, row["requests"]), 3)
-                    row["worker_spread"] = spread(per_worker_before, per_worker_after)
-                    row["attempts"] = attempt
-                    if row["worker_spread"] >= BALANCED:
-                        break
-                if digits_per_request > 1:
-                    row["digits_per_s"] = round(row["requests_per_s"] * digits_per_request)
-                print(f"  {label:<52} {row['requests_per_s']:>9.1f} req/s  p50 {row['p50_ms']:.2f} ms"
-                      f"  p99 {row['p99_ms']:.2f} ms  worker CPU {row['worker_cpu_ms_per_request']:.2f} ms/request"
-                      f"  spread {row['worker_spread']:.2f} ({row['attempts']} run{'s' * (row['attempts'] > 1)})",
+            def measure(comparison, title, server):
+                """One wrk run of one row -> its figures, CPU per request and worker balance included."""
+                body_path, content_type = bodies[comparison.body]
+                url = server.url + comparison.path
+                if (server.name, comparison.body) not in warmed:
+                    status, answer = http(url, body_path.read_bytes(), content_type)
+                    if status != 200:
+                        raise RuntimeError(f"{title}: {server.name} answered {status}: {answer[:300]!r}")
+                    if comparison.body == "digit" and json.loads(answer)["digit"] != int(labels[0]):
+                        raise RuntimeError(f"{title}: {server.name} read the digit as {json.loads(answer)['digit']}")
+                    if warmup:
+                        run_wrk(wrk, script, url, body_path, content_type, comparison.connections, warmup)
+                    warmed.add((server.name, comparison.body))
+                workers_before, ticks_before = server.worker_ticks(), server.cpu_ticks()
+                row = {"name": f"{title}, {comparison.label}", "server": server.name, "path": comparison.path,
+                       "connections": comparison.connections, "digits_per_request": comparison.digits_per_request,
+                       **run_wrk(wrk, script, url, body_path, content_type, comparison.connections,
+                                 seconds * comparison.seconds_factor,
+                                 midway=server.connections_per_worker if server.gunicorn else None)}
+                row["connections_per_worker"] = row.pop("midway")
+                # CPU all the server's processes spent per request: unlike requests/s, it hardly moves
+                # when other processes share the machine.
+                cpu_ms = (server.cpu_ticks() - ticks_before) / TICKS * 1000
+                row["cpu_ms_per_request"] = round(cpu_ms / max(1, row["requests"]), 3)
+                row["worker_balance"] = balance(workers_before, server.worker_ticks())
+                print(f"  {row['name']:<52} c{row['connections']:<3} {row['requests_per_s']:>9.1f} req/s"
+                      f"  p50 {row['p50_ms']:.2f} ms  p99 {row['p99_ms']:.2f} ms  CPU {row['cpu_ms_per_request']:.2f}"
+                      f" ms/request  balance {row['worker_balance']}  connections per worker {row['connections_per_worker']}",
                       file=sys.stderr, flush=True)
                 return row
 
-            runs = {}  # label -> one row per round
+            runs = {}  # row name -> its rows, one per round
             for round_number in range(rounds):
                 print(f"round {round_number + 1} of {rounds}", file=sys.stderr, flush=True)
-                for upload, body in uploads.items():
-                    trio = [measure(f"{title}, {upload}", servers[name], "/predict", body, args.connections,
-                                    warm=round_number == 0)
-                            for title, name in (("Flask ceiling", "ceiling"), ("original approach", "original"),
-                                                ("/predict", "service"))]
-                    ceiling, original = trio[0]["requests_per_s"], trio[1]["requests_per_s"]
-                    for row in trio:
-                        row["vs_ceiling"] = round(row["requests_per_s"] / ceiling, 3)
-                        row["vs_original"] = round(row["requests_per_s"] / original, 1)
-                        runs.setdefault(row["name"], []).append(row)
-            results["rows"] += [median_row(rows) for rows in runs.values()]
-
-            batch = digits[1:1 + BATCH]
-            service = servers["service"]
-            pixels = body_file("pixels.json", pixels_json(batch))
-            # Batches are compared with nothing, so they need no rounds: one longer run each.
-            batch_seconds = results["settings"]["batch_seconds"]
-            results["rows"].append(measure(f"/predict JSON pixels, {BATCH} digits", service, "/predict", pixels,
-                                           args.batch_connections, BATCH, batch_seconds))
-            results["rows"].append(measure(f"/predict JSON pixels, {BATCH} digits, preprocess=none", service,
-                                           "/predict?preprocess=none", pixels, args.batch_connections, BATCH,
-                                           batch_seconds))
-            status, metadata = http(service.url + V2_MODEL)
-            if status == 200:
-                input_name = json.loads(metadata)["inputs"][0]["name"]
-                results["rows"].append(measure(f"V2 infer JSON FP32, {BATCH} digits", service, V2_MODEL + "/infer",
-                                               body_file("v2.json", v2_json(batch, input_name)),
-                                               args.batch_connections, BATCH, batch_seconds))
-            else:
-                results["v2"] = f"not measured: GET {V2_MODEL} answered {status}"
+                for comparison in comparisons:
+                    rows = with_ratios([measure(comparison, title, servers[name]) for title, name in comparison.members])
+                    for row in rows:
+                        runs.setdefault((row["name"], row["connections"]), []).append(row)
+            results["rows"] = [summary(rows) for rows in runs.values()]
 
             for name, server in servers.items():
-                results["servers"][name] = {
-                    "ready_s": round(server.ready_s, 2), "all_ready_s": round(server.all_ready_s, 2),
-                    "master_start_cpu_s": round(server.master_start_cpu_s, 2),
-                    "worker_start_cpu_s": round(server.worker_start_cpu_s, 2), "worker_rss_mb": server.worker_rss_mb()}
+                results["servers"][name] = {"ready_s": round(server.ready_s, 2),
+                                            "all_ready_s": round(server.all_ready_s, 2),
+                                            "start_cpu_s": round(server.start_cpu_s, 2), "rss_mb": server.rss_mb()}
         finally:
             for server in servers.values():
                 server.terminate()
@@ -405,61 +559,52 @@ def main(argv=None):
     return results
 
 
-def spread(before, after):
-    """How evenly the workers shared a run, from {pid: CPU ticks} before and after it: the least busy
-    worker's CPU over the mean (1 = even, 0 = one worker idle). Workers replaced during the run
-    (max_requests) cannot be told apart, so such a run counts as even."""
-    deltas = [after[pid] - before[pid] for pid in after if pid in before]
-    if len(deltas) != len(after) or len(deltas) < 2 or not sum(deltas):
-        return 1.0
-    return round(min(deltas) / (sum(deltas) / len(deltas)), 2)
-
-
-def median_row(rows):
-    """The rounds of one scenario -> one row: the median of every figure, the sums of the counts,
-    and each round's requests/s."""
-    row = dict(rows[0])
-    for key in ("requests_per_s", "p50_ms", "p99_ms", "worker_cpu_ms_per_request", "vs_ceiling", "vs_original"):
-        row[key] = round(float(np.median([r[key] for r in rows])), 3)
-    for key in ("requests", "ok", "errors", "attempts"):
-        row[key] = sum(r[key] for r in rows)
-    row["rounds_requests_per_s"] = [r["requests_per_s"] for r in rows]
-    return row
-
-
 def table(results):
     """The run as the markdown the README shows: one table, then the machine and start-up figures."""
-    lines = ["| Scenario | Conns | Requests/s | Digits/s | p50 ms | p99 ms | × ceiling | × original "
-             "| Worker CPU ms/req |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| Scenario | Conns | Req/s (median) | Slowest–fastest round | Max/min | p50 ms | p99 ms (worst) "
+             "| × ceiling | × BentoML | × LitServe | × original | CPU ms/req | Conns per worker | Worker CPU balance |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for row in results["rows"]:
-        lines.append(f"| {row['name']} | {row['connections']} | {row['requests_per_s']:,.1f} "
-                     f"| {row.get('digits_per_s', row['requests_per_s']):,.0f} | {row['p50_ms']:.2f} "
-                     f"| {row['p99_ms']:.2f} | {_ratio(row, 'vs_ceiling', '.2f')} | {_ratio(row, 'vs_original', ',.1f')} "
-                     f"| {row['worker_cpu_ms_per_request']:.2f} |")
+        rate = f"{row['requests_per_s']:,.0f}"
+        if "digits_per_s" in row:
+            rate += f" ({row['digits_per_s']:,} digits/s)"
+        ratios = " | ".join(_ratio_range(row, key) for key in RATIOS)
+        lines.append(f"| {row['name']} | {row['connections']} | {rate} "
+                     f"| {row['min_requests_per_s']:,.0f}–{row['max_requests_per_s']:,.0f} "
+                     f"| {_optional(row.get('spread'), '.2f')} | {row['p50_ms']:.2f} "
+                     f"| {row['p99_ms']:.2f} ({row['worst_p99_ms']:.2f}) | {ratios} | {row['cpu_ms_per_request']:.2f} "
+                     f"| {'/'.join(map(str, row.get('worst_connections_per_worker', [])))} "
+                     f"| {_optional(row.get('worst_worker_balance'), '.2f')} |")
     m, s = results["machine"], results["settings"]
     lines += ["", f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB; {m['os']}, Python {m['python']}; "
               f"load average {m['load_average_before'][0]} before, {m['load_average_after'][0]} after. "
               f"{s['workers']} workers per server "
-              f"{' '.join(s['gunicorn_args']) or '(flaskService/gunicorn.conf.py)'}; single uploads: median of "
-              f"{s['rounds']} rounds of {s['seconds']} s, batches: {s['batch_seconds']} s; "
-              f"{results['started']}."]
-    runs = [(row["attempts"], row.get("rounds_requests_per_s", [0])) for row in results["rows"]]
-    repeated = sum(attempts - len(rounds) for attempts, rounds in runs)
-    lines.append(f"- wrk runs repeated because one worker got (nearly) all the connections: {repeated} "
-                 f"of {sum(attempts for attempts, _ in runs)}")
+              f"{' '.join(s['gunicorn_args']) or '(gunicorns: flaskService/gunicorn.conf.py)'}; every row in each of "
+              f"{s['rounds']} rounds of {s['seconds']} s (batches 3x), none repeated or dropped; {results['started']}."]
+    lines.append("- Max/min: the fastest round's requests/s over the slowest's. Ratios: median (range over the rounds), "
+                 "each taken within a round. CPU ms/req: all of a server's processes. Conns per worker: the client "
+                 "connections each gunicorn worker held halfway through a run (the most uneven round). Worker CPU "
+                 "balance: the least busy worker's CPU over the mean (worst round); on a shared machine it also "
+                 "shows how the kernel shared the cores.")
+    errors = sum(row["errors"] for row in results["rows"])
+    lines.append(f"- Errors (non-2xx or socket) over all runs: {errors}")
     for name, server in results["servers"].items():
-        lines.append(f"- {name}: first worker ready {server['ready_s']:.1f} s after start, all {server['all_ready_s']:.1f} s; "
-                     f"start-up CPU {server['master_start_cpu_s']:.1f} s in the master, "
-                     f"{server['worker_start_cpu_s']:.1f} s per worker; RSS per worker "
-                     f"{', '.join(f'{mb} MB' for mb in server['worker_rss_mb'])}")
-    if "v2" in results:
-        lines.append(f"- V2 infer {results['v2']}")
+        lines.append(f"- {name}: ready {server['ready_s']:.1f} s after start, all its processes settled "
+                     f"{server['all_ready_s']:.1f} s; start-up CPU {server['start_cpu_s']:.1f} s; RSS per "
+                     f"{'worker' if name in ('service', 'ceiling', 'original') else 'process'} "
+                     f"{', '.join(f'{mb} MB' for mb in server['rss_mb'])}")
     return "\n".join(lines) + "\n"
 
 
-def _ratio(row, key, fmt):
-    return format(row[key], fmt) + "×" if key in row else ""
+def _ratio_range(row, key):
+    if key not in row:
+        return ""
+    low, high = row[f"{key}_range"]
+    return f"{row[key]:.2f}× ({low:.2f}–{high:.2f})" if low != high else f"{row[key]:.2f}×"
+
+
+def _optional(value, fmt):
+    return "" if value is None else format(value, fmt)
 
 
 if __name__ == "__main__":

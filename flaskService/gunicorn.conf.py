@@ -2,8 +2,9 @@
 
 Every worker loads the model itself: TensorFlow is not fork-safe, so the app is never preloaded in
 the master (no `preload_app`). The master only checks, before forking, that the configuration and
-the model file are usable, and stops with one line if not; then it has a child process convert
-the model to LiteRT once, so the workers load that without importing TensorFlow at all.
+the model file are usable, and stops with one line if not; then, unless the model's LiteRT
+conversion is already beside it (as in the image), it has a child process convert the model once,
+so the workers load that without importing TensorFlow at all.
 """
 import glob
 import os
@@ -11,6 +12,8 @@ import shutil
 import signal
 import sys
 import tempfile
+
+from flaskService.worker import BalancedWorker
 
 # One thread each for TensorFlow and BLAS per worker: gunicorn already runs one worker per core,
 # and more threads per worker would only make workers fight over the same cores. Set before any
@@ -22,19 +25,38 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up 
 wsgi_app = "flaskService:create_app()"
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '5000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", os.cpu_count() or 1))
-# Threads let a worker keep connections alive and read an upload while another thread computes.
-# Two, not more: a request is pure CPU under one GIL, so more threads only interleave requests and
-# stretch each one's latency (p99 doubled with 4 or 8 in benchmarks/bench.py) for no more
+# The worker: gthread (threads let a worker keep connections alive and read an upload while another
+# thread computes), with connections shared evenly between workers -- flaskService/worker.py.
+# Why: with a few keep-alive clients (a batch client's 8 threads, a proxy's pool), plain gthread lets
+# the worker that wakes first accept them all while the other idles, for as long as the client keeps
+# them open: measured, a run in 3 to 8 at 8 connections got half the throughput. The alternatives
+# measured or read in gunicorn 27's source, and why not:
+#   - reuse_port (SO_REUSEPORT, a listening socket per worker): the kernel hashes each connection to a
+#     socket, so 2 connections land on one worker 1 time in 2 all the same, and a connection queued
+#     in a worker's socket when it dies or drains is reset (kill -9 and SIGTERM would lose requests);
+#   - worker_connections (gthread stops accepting at this many): below the connections clients open,
+#     the rest wait unaccepted for as long as the first ones stay open;
+#   - sync workers (one request per accept): even, but no keep-alive, so a TCP handshake per request
+#     and no connection reuse behind nginx.
+# The balanced worker keeps one shared socket (a dying or draining worker's queued connections go
+# to its sibling), accepts only while it holds no more connections than any sibling, and hands one
+# back ("Connection: close") when it holds two more, e.g. after a sibling was replaced.
+worker_class = "flaskService.worker.BalancedWorker"
+# Two threads, not more: a request is pure CPU under one GIL, so more threads only interleave requests
+# and stretch each one's latency (p99 doubled with 4 or 8 in benchmarks/bench.py) for no more
 # throughput. Slow clients are nginx's to absorb (it buffers whole requests before passing them on).
-worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", "2"))
 keepalive = 5
 timeout = 30  # a request takes milliseconds; 30 s means a stuck worker, which is then replaced
 graceful_timeout = 20  # on SIGTERM, in-flight requests get this long to finish
-# Recycle workers now and then so a slow leak cannot grow forever; jitter keeps them from all
-# restarting at once.
-max_requests = 20000
-max_requests_jitter = 2000
+# Recycling, so a slow leak cannot grow forever, without costing speed: rarely (a million requests,
+# hours of full load, or 256 MB of growth over what a worker had when it started serving: a worker
+# uses ~100 MB), one worker at a time (the next waits until the last one's replacement serves), and
+# drained like SIGTERM, so clients see at most a "Connection: close" (worker.py). The old 20,000
+# requests restarted a worker every 10-20 s under load, each reloading the model.
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "1000000"))
+max_requests_jitter = max_requests // 10
+BalancedWorker.max_growth_mb = int(os.environ.get("GUNICORN_MAX_GROWTH_MB", "256"))
 # The heartbeat file lives in memory: faster, and works on a read-only root filesystem.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 accesslog = None  # the app writes its own JSON access line per request
@@ -52,15 +74,18 @@ def on_starting(server):
     _choose_metrics_dir()  # first: prometheus_client picks its storage once, when first imported
     from flaskService.config import ConfigError, from_environment
     from flaskService.model import ModelLoadError, check_model_file
-    from flaskService.predictor import convert_once
+    from flaskService.predictor import check_servable, convert_once
 
     try:
         settings = from_environment()
         check_model_file(settings["MODEL_PATH"])
+        # The image has no TensorFlow: a model without its conversion cannot be served there.
+        check_servable(settings["MODEL_PATH"], settings["INFERENCE_BACKEND"])
     except (ConfigError, ModelLoadError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
-    # Once, in a child process: workers then load the LiteRT model without importing TensorFlow.
+    # Once, in a child process (only where TensorFlow is installed and the model's conversion is not
+    # beside it): workers then load the LiteRT model without importing TensorFlow.
     convert_once(settings["MODEL_PATH"], settings["INFERENCE_BACKEND"])
     _empty_metrics_dir()
 
@@ -115,10 +140,13 @@ def _empty_metrics_dir():
 
 
 def child_exit(server, worker):
-    """Drop the dead worker's live gauges; its counters stay, so totals never go down."""
+    """Drop the dead worker's live gauges (its counters stay, so totals never go down) and its record
+    on the balance board."""
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+    if isinstance(worker, BalancedWorker):
+        worker.forget()  # its siblings stop weighing its connections at once
 
 
 def on_exit(server):

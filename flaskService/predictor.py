@@ -1,14 +1,20 @@
-"""The model behind the API: (N, 28, 28) float32 arrays in, (N, 10) probabilities out.
+"""The model behind the API: (N, 28, 28) float32 arrays in, (N, classes) probabilities out.
 
 Keras's `predict` is built for large batches and spends tens of milliseconds per call on overhead,
-so the loaded model is converted once to LiteRT (TFLite), whose interpreter answers one digit in
-microseconds. If a model cannot be converted, Keras serves it, with a warning in the log.
+so the model is served by LiteRT (TFLite), whose interpreter answers one digit in microseconds.
+If a model cannot be converted, Keras serves it, with a warning in the log.
 
-The conversion is cached by the model file's sha256 (under the temp directory), and gunicorn's
-master makes it before forking (`convert_once`): a worker that finds it never imports TensorFlow,
-which alone costs ~600 MB RSS and seconds of CPU per worker.
+A model's conversion is found, by the sha256 of the model file, in one of two places:
+- beside the model, `model.<sha256[:16]>.tflite`, written by `python -m flaskService
+  convert model.h5`. The image makes it when it is built, so its final stage serves without
+  TensorFlow (requirements.txt has none; requirements-train.txt adds it);
+- a cache under the temp directory, which gunicorn's master fills before forking (`convert_once`)
+  when TensorFlow is installed (development): a worker that finds it never imports TensorFlow,
+  which alone costs ~600 MB RSS and seconds of CPU per worker.
 """
+import argparse
 import contextlib
+import importlib.util
 import io
 import logging
 import os
@@ -20,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .model import INPUT_SHAPE, NOT_A_DIGIT, NUM_CLASSES, SEVERAL_DIGITS, check_model_file, load_model, sha256_of
+from .model import (INPUT_SHAPE, NOT_A_DIGIT, NUM_CLASSES, SEVERAL_DIGITS, ModelLoadError, check_model_file, load_model,
+                    sha256_of)
 
 log = logging.getLogger(__name__)
 
@@ -86,15 +93,19 @@ class Predictor:
         sha256 = sha256_of(path)
         card = {"name": path.stem if path.stem != "model" else "mnist", "version": sha256[:12], "sha256": sha256,
                 "backend": backend}
-        cache = _cache_path(sha256)
-        if backend != "keras" and cache is not None and cache.is_file():
-            cached = cls(None, tflite=cache.read_bytes(), **card)
-            try:
-                cached._interpreter(1)
-                return cached
-            except Exception as e:  # a truncated or foreign file: convert again, as if it were not there
-                log.warning("ignoring the cached LiteRT model %s: %s", cache, e)
+        if backend != "keras":
+            for conversion in (conversion_path(path, sha256), _cache_path(sha256)):
+                if conversion is not None and conversion.is_file():
+                    converted = cls(None, tflite=conversion.read_bytes(), **card)
+                    try:
+                        converted._interpreter(1)
+                        return converted
+                    except Exception as e:  # a truncated or foreign file: convert again, as if it were not there
+                        log.warning("ignoring the LiteRT model %s: %s", conversion, e)
+        if not can_convert():  # no conversion that loads, and no TensorFlow to make one or to serve with
+            raise ModelLoadError(_cannot_serve(path, backend, sha256))
         predictor = cls(load_model(path), **card)
+        cache = _cache_path(sha256)
         if predictor.backend == "litert" and cache is not None:
             _store(cache, predictor._tflite)
         return predictor
@@ -152,16 +163,60 @@ class Predictor:
             self.predict(np.zeros((size, *INPUT_SHAPE), np.float32))
 
 
+def conversion_path(path, sha256=None):
+    """Where `convert` puts the LiteRT conversion of the model at `path`: beside it, named by the
+    model file's sha256, so a changed model never meets the conversion of another."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.{(sha256 or sha256_of(path))[:16]}.tflite")
+
+
+def can_convert():
+    """TensorFlow and Keras are installed (requirements-train.txt), without importing them."""
+    return all(importlib.util.find_spec(name) is not None for name in ("tensorflow", "keras"))
+
+
+def check_servable(path, backend="auto", sha256=None):
+    """Raise ModelLoadError, with the command that fixes it, if the model at `path` cannot be served
+    here: no conversion of it, and no TensorFlow to convert it or to run it with Keras."""
+    if can_convert():
+        return
+    sha256 = sha256 or sha256_of(path)
+    if backend == "keras" or not any(p is not None and p.is_file()
+                                     for p in (conversion_path(path, sha256), _cache_path(sha256))):
+        raise ModelLoadError(_cannot_serve(path, backend, sha256))
+
+
+def _cannot_serve(path, backend, sha256):
+    if backend == "keras":
+        return ("INFERENCE_BACKEND=keras needs TensorFlow and Keras, which this installation does not have "
+                "(pip install -r requirements-train.txt); or leave it at auto for LiteRT")
+    return (f"{path} has no usable LiteRT conversion beside it ({conversion_path(path, sha256).name}) and there "
+            f"is no TensorFlow here to make one; make it where TensorFlow is installed (pip install -r "
+            f"requirements-train.txt): python -m flaskService convert {path}")
+
+
+def convert(path):
+    """Write the LiteRT conversion of the model at `path` beside it (needs TensorFlow); its path."""
+    path = check_model_file(path)
+    sha256 = sha256_of(path)
+    target = conversion_path(path, sha256)
+    _write(target, to_tflite(load_model(path)))
+    return target
+
+
 def convert_once(path, backend="auto"):
     """Convert the model in a child process (TensorFlow is not fork-safe, so gunicorn's master must
     not import it) and cache the result for the workers. A failure only costs the workers the time
-    to try again themselves, so it is logged, never raised."""
-    cache = _cache_path(sha256_of(path))
-    if backend == "keras" or cache is None or cache.is_file():
+    to try again themselves, so it is logged, never raised. Nothing to do when the model's
+    conversion is beside it, or when TensorFlow is not installed."""
+    sha256 = sha256_of(path)
+    cache = _cache_path(sha256)
+    if (backend == "keras" or cache is None or cache.is_file() or conversion_path(path, sha256).is_file()
+            or not can_convert()):
         return
-    convert = "import sys; from flaskService.predictor import Predictor; Predictor.from_path(sys.argv[1], 'litert')"
+    script = "import sys; from flaskService.predictor import Predictor; Predictor.from_path(sys.argv[1], 'litert')"
     try:
-        done = subprocess.run([sys.executable, "-c", convert, str(Path(path).resolve())], capture_output=True,
+        done = subprocess.run([sys.executable, "-c", script, str(Path(path).resolve())], capture_output=True,
                               text=True, cwd=Path(__file__).resolve().parent.parent, timeout=300)
         failure = done.returncode and (done.stderr.strip().splitlines() or ["no output"])[-1]
     except subprocess.TimeoutExpired:
@@ -185,13 +240,17 @@ def _cache_path(sha256):
 
 
 def _store(cache, tflite):
-    """Write atomically: workers converting at the same time each rename a whole file."""
     try:
-        partial = cache.with_suffix(f".{os.getpid()}.partial")
-        partial.write_bytes(tflite)
-        partial.replace(cache)
+        _write(cache, tflite)
     except OSError as e:
         log.info("cannot cache the LiteRT model in %s: %s", cache.parent, e)
+
+
+def _write(target, tflite):
+    """Write atomically: workers converting at the same time each rename a whole file."""
+    partial = target.with_suffix(f".{os.getpid()}.partial")
+    partial.write_bytes(tflite)
+    partial.replace(target)
 
 
 def to_tflite(model):
@@ -204,3 +263,17 @@ def to_tflite(model):
     # The converter exports a SavedModel first and prints its signature to stdout; keep logs clean.
     with contextlib.redirect_stdout(io.StringIO()):
         return converter.convert()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m flaskService", description=(
+        "Convert a Keras model (.h5 or .keras) to LiteRT beside it, as the service serves it without TensorFlow."))
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("convert", help="write MODEL's conversion beside it").add_argument("model", nargs="+")
+    args = parser.parse_args(argv)
+    for model in args.model:
+        try:
+            print(convert(model))
+        except ModelLoadError as e:
+            parser.exit(1, f"error: {e}\n")
+

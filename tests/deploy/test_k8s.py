@@ -50,3 +50,14 @@ def test_service_and_autoscaler_point_at_the_deployment():
     assert (target["kind"], target["name"]) == ("Deployment", deployment["metadata"]["name"])
     [rule] = found["Ingress"]["spec"]["rules"]
     assert rule["http"]["paths"][0]["backend"]["service"]["name"] == found["Service"]["metadata"]["name"]
+
+
+def test_deployment_resources_match_compose():
+    """One measured figure for both: tests/containers checks the image's peak memory against it."""
+    from tests.deploy.test_compose import COMPOSE, compose_config
+
+    container = resources()["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    app = compose_config(COMPOSE)["services"]["app"]["deploy"]["resources"]
+    mebibytes = {"limits": app["limits"]["memory"], "requests": app["reservations"]["memory"]}
+    for kind, compose_bytes in mebibytes.items():
+        assert container["resources"][kind]["memory"] == f"{int(compose_bytes) // 2**20}Mi", kind

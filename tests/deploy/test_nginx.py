@@ -1,11 +1,12 @@
-"""The load balancer's config (dockerFlaskService/nginx), run by Debian's nginx on loopback in front
-of real gunicorns: the same template the nginx image renders, with the test's addresses put in."""
+"""The load balancer's config (dockerFlaskService/nginx), run by the nginx of the compose file's image
+(its stand-in: `resolve` in upstream servers needs nginx >= 1.27.3, newer than Debian 12's) in
+Podman on the host's network, on loopback in front of real gunicorns: the same template the image
+renders, with the test's addresses put in."""
 import grp
 import json
 import os
 import pwd
 import re
-import shutil
 import signal
 import subprocess
 import threading
@@ -17,8 +18,8 @@ import requests
 
 from flaskService.config import SETTINGS
 from tests.conftest import ROOT, Server, assert_error, free_port, image_bytes
+from tests.containers.engine import NGINX_IMAGE, PODMAN, environment, stand_in
 
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 TEMPLATE = ROOT / "dockerFlaskService" / "nginx" / "templates" / "default.conf.template"
 MAX_CONTENT_LENGTH = SETTINGS["MAX_CONTENT_LENGTH"][0]
 UNLIMITED = "10000r/s"  # for the tests about balancing, where the rate limit is not the subject
@@ -50,7 +51,7 @@ class Nginx:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         (self.directory / "default.conf").write_text(render(
-            addresses, NGINX_PORT=f"127.0.0.1:{self.port}", RATE_LIMIT=rate_limit,
+            addresses, NGINX_PORT=f"127.0.0.1:{self.port}", RATE_LIMIT=rate_limit, NGINX_RESOLVER="127.0.0.1",
             MAX_CONTENT_LENGTH=str(MAX_CONTENT_LENGTH)))
         temp = "\n".join(f"    {kind}_temp_path {self.directory / kind};"
                          for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
@@ -65,11 +66,14 @@ class Nginx:
         self.process = None
 
     def command(self, *extra):
-        return [NGINX, "-p", str(self.directory), "-c", str(self.conf), "-e", "stderr", *extra]
+        """nginx of the image, on the host's network, seeing only this directory of the host."""
+        return [PODMAN, "run", "--rm", "--network", "host", "--volume", f"{self.directory}:{self.directory}",
+                NGINX_IMAGE, "nginx", "-p", str(self.directory), "-c", str(self.conf), "-e", "stderr", *extra]
 
     def start(self):
         with open(self.access_log, "wb") as log:  # the template logs to /dev/stdout, as in a container
-            self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
+                                            env=environment())
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             assert self.process.poll() is None, self.access_log.read_text()
@@ -95,6 +99,12 @@ class Nginx:
             self.process.terminate()
             self.process.wait(timeout=10)
 
+
+
+@pytest.fixture(scope="module", autouse=True)
+def nginx_image():
+    """The stand-in of the compose file's nginx image (built once, then reused)."""
+    return stand_in(NGINX_IMAGE)
 
 
 @pytest.fixture(scope="module")
@@ -139,6 +149,7 @@ def test_render_is_what_the_nginx_image_does():
     """For one address, render() gives what the image's entrypoint (20-envsubst-on-templates.sh)
     writes: envsubst limited to the variables the container defines, its usual ones included."""
     env = {"NGINX_PORT": "80", "APP_SERVER": "app:5000", "RATE_LIMIT": "10r/s", "MAX_CONTENT_LENGTH": "4194304",
+           "NGINX_RESOLVER": "127.0.0.11",
            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "HOSTNAME": "nginx", "NGINX_VERSION": "1.28.0"}
     defined = " ".join(f"${{{name}}}" for name in env)
     rendered = subprocess.run(["envsubst", defined], input=TEMPLATE.read_text(), env=env,
@@ -146,10 +157,24 @@ def test_render_is_what_the_nginx_image_does():
     assert rendered == render(["app:5000"], **env)
 
 
+def test_resolver_is_the_containers_own_dns_server():
+    """The script compose mounts into the image's entrypoint takes the first nameserver only (Podman
+    lists aardvark-dns first, then the host's servers, which know no `app`)."""
+    script = "/docker-entrypoint.d/15-container-resolver.envsh"
+    result = subprocess.run(
+        [PODMAN, "run", "--rm", "--dns", "10.89.7.1", "--dns", "192.0.2.53", "--volume",
+         f"{ROOT / 'dockerFlaskService/nginx/entrypoint.d/15-container-resolver.envsh'}:{script}:ro",
+         NGINX_IMAGE, "sh", "-c", f'test -x {script} && . {script} && echo "$NGINX_RESOLVER"'],
+        capture_output=True, text=True, env=environment(), timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "10.89.7.1"
+
+
 def test_config_passes_nginx_t(tmp_path):
     """`nginx -t` accepts the rendered template, with one backend and with several."""
     for addresses in (["127.0.0.1:5000"], ["127.0.0.1:5001", "127.0.0.1:5002"]):
-        result = subprocess.run(Nginx(tmp_path, addresses).command("-t"), capture_output=True, text=True)
+        result = subprocess.run(Nginx(tmp_path, addresses).command("-t"), capture_output=True, text=True,
+                                env=environment())
         assert result.returncode == 0, result.stderr
         assert "test is successful" in result.stderr
 

@@ -7,7 +7,7 @@ import uuid
 import pytest
 import requests
 
-FIELDS = {"time", "request_id", "method", "path", "status", "duration_ms"}
+FIELDS = {"time", "request_id", "method", "path", "status", "duration_ms", "pid"}
 
 
 def access_lines(text):

@@ -102,3 +102,49 @@ def test_corrupt_cached_conversion_is_converted_again(tmp_path, monkeypatch):
     assert fresh.backend == "litert" and fresh.model is not None
     fresh.warm_up()
     assert cache.read_bytes() != b"TFL3 but not really"
+
+
+def test_convert_command_writes_the_conversion_the_service_then_serves(tmp_path):
+    """`python -m flaskService convert` (the image's build stage) writes model.<sha>.tflite beside
+    the model; a process that finds it there serves it without importing TensorFlow or converting,
+    and still reports the .h5's sha256."""
+    model = tmp_path / "model.h5"
+    model.write_bytes(MODEL_PATH.read_bytes())
+    sha256 = hashlib.sha256(model.read_bytes()).hexdigest()
+    env = {**os.environ, "TMPDIR": str(tmp_path / "no-cache"), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    (tmp_path / "no-cache").mkdir()
+    done = subprocess.run([sys.executable, "-m", "flaskService", "convert", str(model)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == str(tmp_path / f"model.{sha256[:16]}.tflite")
+    load = ("import sys; from flaskService.predictor import Predictor; p = Predictor.from_path(sys.argv[1]); "
+            "p.warm_up(); print(p.backend, p.sha256, 'tensorflow' in sys.modules, 'keras' in sys.modules)")
+    run = subprocess.run([sys.executable, "-c", load, str(model)], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split() == ["litert", sha256, "False", "False"]
+    assert list((tmp_path / "no-cache").rglob("*.tflite")) == []  # nothing converted, nothing cached
+
+
+def test_without_tensorflow_a_model_without_conversion_is_refused_with_the_command(tmp_path, monkeypatch):
+    """Where TensorFlow is not installed (the image), a model without its conversion cannot be
+    served: the error names the command that makes the conversion."""
+    model = tmp_path / "other.h5"
+    model.write_bytes(MODEL_PATH.read_bytes())
+    monkeypatch.setattr(predictor_module.tempfile, "gettempdir", lambda: str(tmp_path))
+    monkeypatch.setattr(predictor_module, "can_convert", lambda: False)
+    with pytest.raises(predictor_module.ModelLoadError, match=rf"python -m flaskService convert {model}$"):
+        Predictor.from_path(model)
+    with pytest.raises(predictor_module.ModelLoadError, match="INFERENCE_BACKEND=keras needs TensorFlow"):
+        predictor_module.check_servable(model, "keras")
+
+
+def test_without_tensorflow_a_corrupt_conversion_is_refused_with_the_command(tmp_path, monkeypatch):
+    """A conversion beside the model that does not load is no conversion: the same one line."""
+    model = tmp_path / "model.h5"
+    model.write_bytes(MODEL_PATH.read_bytes())
+    predictor_module.conversion_path(model).write_bytes(b"TFL3 but not really")
+    monkeypatch.setattr(predictor_module.tempfile, "gettempdir", lambda: str(tmp_path))
+    monkeypatch.setattr(predictor_module, "can_convert", lambda: False)
+    with pytest.raises(predictor_module.ModelLoadError, match="no usable LiteRT conversion"):
+        Predictor.from_path(model)
