@@ -189,6 +189,8 @@ def _groups(work):
         cols = slice(spans[owner][0], spans[owner][1])
         mask = np.isin(labels[rows, cols], np.asarray(parts) + 1)
         groups.append(_Piece(np.where(mask, work[rows, cols], 0.0), cols.start, rows.start))
+    for group in groups:
+        group.writing = height
     return sorted(groups, key=lambda g: g.left)
 
 
@@ -196,7 +198,11 @@ def _needs_cutting(group):
     """Whether a group may hold more than one digit: it is wider than a digit, or the model is not
     sure it is exactly one (it says several digits, or no digit it knows well)."""
     height, width = group.pixels.shape
-    return width > SPLIT_ASPECT * height or _one_digit(group.classes) * group.classes.confidence < SURE
+    if width > SPLIT_ASPECT * height:
+        return True
+    if group.classes.reason == "not_a_digit" and height < MINOR * group.writing:
+        return False  # a small mark that is no digit (a dot, a smudge): its halves would be read as 1s
+    return _one_digit(group.classes) * group.classes.confidence < SURE
 
 
 def _one_digit(classes):
