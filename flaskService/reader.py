@@ -80,7 +80,10 @@ def read_ink(ink, classify):
     # Every candidate piece of every group that needs cutting is classified in one batch: one call.
     _classify([piece for candidates, _ in searched for piece in candidates.values()
                if piece is not FRAGMENT_PIECE and piece.classes is None], classify)
-    pieces = [piece for candidates, costs in searched for piece in _best_cuts(candidates, costs)]
+    pieces = [piece for group, (candidates, costs) in zip(groups, searched)
+              for piece in _best_cuts(candidates, costs, group.writing)]
+    if pieces and not any(piece.classes.is_digit for piece in pieces):
+        pieces = []  # marks of which none looks like a digit (a star, a cross) are not a number
     if not pieces:
         raise ApiError(422, "no_digits", "No digit found: the image holds only specks, lines or marks "
                                          "that are not digits.")
@@ -308,7 +311,7 @@ def _between(group, left_seam, right_seam):
     return _Piece(pixels, group.left + first, group.top)
 
 
-def _best_cuts(candidates, costs):
+def _best_cuts(candidates, costs, writing):
     """Dynamic programming over the seams: the pieces from the first seam to the last with the best
     total score (the pieces' scores less each cut's cost). A piece the model says is not a digit may
     be left out (a dash, a smudge: not printed as a digit), at its probability of being no digit
@@ -329,7 +332,9 @@ def _best_cuts(candidates, costs):
             else:
                 cut = CUT_PENALTY + SEAM_INK * costs[start] if start else 0.0
                 options.append((score + _score(piece) - cut, chosen + [piece]))
-                if piece.classes.reason == "not_a_digit":  # a dash, a smudge, a stray stroke: left out
+                # A short mark that is no digit (a dash, a dot, a smudge) may be left out. Not a tall
+                # one: two overlapping digits squashed together often look like no digit to the model.
+                if piece.classes.reason == "not_a_digit" and piece.pixels.shape[0] < MINOR * writing:
                     options.append((score + np.log(max(1.0 - piece.classes.digit_score, 1e-9)) - SKIP_PENALTY - cut,
                                     chosen))
         if options:
