@@ -17,9 +17,10 @@ from tests.renders import STYLES
 # Numbers read through the real server: each kind in every style, 2-5 digits. The figures the
 # reader reaches on the full evaluation set are in flaskService/number.json (evaluate_numbers.py).
 PER_KIND = 36
-# With the 10-class digit model the reader cannot tell two squashed digits from one wide digit, so
-# touching and overlapping neighbours are read far less often than separate ones (number.json).
-LEAST = {"separate": 0.88, "uneven": 0.85, "slant": 0.85, "touching": 0.3, "overlapping": 0.0}
+# The shipped model reads these 36 per kind as: separate 32, touching 27, overlapping 16, uneven 34,
+# slant 35 (numbers of 2-5 digits: above number.json's 2-8). The floors are two numbers below, for
+# float differences between machines; overlapping neighbours are still mostly misread (README).
+LEAST = {"separate": 30 / 36, "touching": 25 / 36, "overlapping": 14 / 36, "uneven": 32 / 36, "slant": 33 / 36}
 
 
 @pytest.fixture(scope="module")
@@ -36,12 +37,17 @@ def read(client, data, content_type="image/png", query=""):
 
 def test_numbers_are_read_through_the_real_server(server, numbers):
     """Rendered numbers of every kind and style, sent as raw bodies to gunicorn: the share read
-    exactly right per kind, and every answer well formed (one digit per character, in [0, 1])."""
+    exactly right per kind, and every answer well formed (one digit per character, each answered
+    as /predict answers an image); 422 no_digits, when no piece looks like a digit, counts as wrong."""
     right = {kind: [] for kind in KINDS}
     with requests.Session() as session:
         for sample in numbers:
             response = session.post(server.url + "/read", data=sample.data, timeout=30,
                                     headers={"Content-Type": "image/jpeg" if "jpeg" in sample.style else "image/png"})
+            if response.status_code == 422:  # pieces of which none looks like a digit: a wrong answer
+                assert response.json()["code"] == "no_digits", response.text
+                right[sample.kind].append(False)
+                continue
             assert response.status_code == 200, response.text
             body = response.json()
             assert body["text"] == "".join(str(d["digit"]) for d in body["digits"])
@@ -232,9 +238,7 @@ def test_nothing_digit_like_is_no_digits(client, shape):
         draw.polygon([(150, 10), (165, 50), (205, 50), (172, 72), (185, 110), (150, 87), (115, 110), (128, 72),
                       (95, 50), (135, 50)], fill=0)
     else:
-        lines = {"cross": [((120, 20), (180, 100)), ((180, 20), (120, 100))],
-                 }[shape]
-        for line in lines:
+        for line in [((120, 20), (180, 100)), ((180, 20), (120, 100))]:
             draw.line(line, fill=0, width=8)
     assert_error(client.post("/read", data=image_bytes(page), content_type="image/png"), 422, "no_digits")
 
