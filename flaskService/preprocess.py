@@ -32,8 +32,20 @@ MAX_ASPECT = 50  # longest side over shortest; a tall "1" on a wide strip of pap
 WORK_SIZE = 640
 MIN_CONTRAST = 0.12  # below this, the image holds nothing that differs from its background
 DENOISE_MIN_SIDE = 64  # below this, strokes are too thin to smooth (MNIST-sized input)
+MIXED_FRAME = 60  # a frame whose 10th and 90th percentiles lie this far apart (of 255) holds ink
 CLEAN_PAPER = 6  # the paper's own variation (90th percentile, of 255) up to which it needs no cleaning
 TRIM = 0.002  # share of the ink mass cut from each side when finding the digit's extent
+
+# Printed lines: runs at least LINE_LENGTH of the image's width (or height) long, MIN_LINE pixels at
+# least, at most 1/LINE_SLIMNESS of that thick; dashed lines are inked over DASH_DUTY of their length.
+LINE_LENGTH = 0.5
+MIN_LINE = 16
+LINE_SLIMNESS = 8
+DASH_DUTY = 0.5
+WHOLE = 0.9  # a lone line must cross this much of the image ...
+LONE_LEFT = 0.3  # ... and leave this share of the ink
+MIN_INK = 16  # pixels: less ink than this left once the lines are gone is a blank form
+TICK_LENGTH = 0.06  # the ticks of a comb field are at least this share of the image tall
 
 # decode_image notes in image.info the scale a JPEG was decoded at (1/2, 1/4, 1/8 for big photos),
 # so that find_ink's coordinates refer to the image as uploaded.
@@ -166,6 +178,8 @@ def find_ink(image):
         # shows up as a slow haze across the page. Clean drawings skip both and keep sharp strokes.
         difference = difference.filter(ImageFilter.BoxBlur(1))
         difference = ImageChops.subtract(difference, _haze(difference))
+    if min(difference.size) >= DENOISE_MIN_SIDE:
+        difference = _remove_lines(difference)
     return _ink(difference, scale)
 
 
@@ -187,8 +201,21 @@ def _paper_colour(image, mask=None):
     """The background colour: per band, the median of the image's outer frame, which ink rarely
     fills (or, with a 0/255 mask, the median of the masked-in pixels)."""
     histogram = np.asarray(image.histogram(mask), np.int64) if mask is not None else _frame_histogram(image)
-    median = tuple(_percentile(band, 0.5) for band in histogram.reshape(-1, 256))
+    median = tuple(_paper_level(band) for band in histogram.reshape(-1, 256))
     return median[0] if len(median) == 1 else median
+
+
+def _paper_level(histogram):
+    """The median of a band's histogram; but where ink fills much of the frame (a digit cut out
+    tight, blown up and blurred) the median falls between paper and ink, and every stroke would
+    come out as two thin outlines: there, the median of the larger of the two classes Otsu splits."""
+    cumulative = np.cumsum(histogram)
+    low, median, high = np.searchsorted(cumulative, np.array([0.1, 0.5, 0.9]) * cumulative[-1])
+    if high - low < MIXED_FRAME:
+        return int(median)
+    split = _otsu(histogram) + 1
+    dark, light = histogram[:split], histogram[split:]
+    return _percentile(dark, 0.5) if dark.sum() >= light.sum() else split + _percentile(light, 0.5)
 
 
 def _frame_histogram(image):
@@ -228,10 +255,203 @@ def _contrasting(image, opaque):
 
 def _haze(difference):
     """The slowly varying part of the difference image: block means over a ~16x16 grid, the
-    lowest of each 3x3 neighbourhood (so blocks holding ink do not count), smoothly upsampled."""
+    lowest of each 3x3 neighbourhood (so blocks holding ink do not count), smoothly upsampled.
+
+    Where a stroke is wider than three blocks (a thick or blurred stroke filling a small image, as
+    low-resolution scans blown up are) the whole neighbourhood is ink: lighting never makes the paper
+    differ from itself as much as ink does, nor rise that steeply: blocks far above the lowest block
+    a few blocks around are not haze but a stroke's inside, and take the haze of the paper blocks
+    around them instead.
+    """
     factor = max(1, min(difference.size) // 16)
     grid = difference.reduce(factor).filter(ImageFilter.MinFilter(3))
+    # far above the lowest block a few blocks around: a stroke's inside, where lighting only slopes
+    around = np.asarray(grid.filter(ImageFilter.MinFilter(7)), np.float32)
+    grid = np.asarray(grid, np.float32)
+    inked = grid - around > _otsu(difference.histogram()) / 2
+    if inked.any():
+        grid = _fill_from_neighbours(grid, ~inked)
+    grid = Image.fromarray(np.round(grid).astype(np.uint8), "L")
     return grid.resize(difference.size, Image.Resampling.BILINEAR)
+
+
+def _fill_from_neighbours(grid, known):
+    """Each unknown cell of a small grid gets the mean of its known 3x3 neighbours, spreading inwards
+    until every cell is known (or 0 if none is)."""
+    grid = np.where(known, grid, 0)
+    while not known.all():
+        total = np.pad(grid * known, 1)
+        count = np.pad(known.astype(np.float32), 1)
+        sums = sum(total[i:i + grid.shape[0], j:j + grid.shape[1]] for i in range(3) for j in range(3))
+        counts = sum(count[i:i + grid.shape[0], j:j + grid.shape[1]] for i in range(3) for j in range(3))
+        reached = ~known & (counts > 0)
+        if not reached.any():
+            break
+        grid = np.where(reached, sums / np.maximum(counts, 1), grid)
+        known = known | reached
+    return grid
+
+
+def _remove_lines(difference):
+    """Take printed rules, boxes, grids and comb fields out of an 8-bit difference image, keeping the
+    strokes that cross them.
+
+    A printed line is long, straight and thin: a grey-level opening with a 1 x LINE_LENGTH (or
+    LINE_LENGTH x 1) window keeps exactly the pixels on such runs (a closing first joins the dashes
+    of dashed lines). Of those, a run thicker than a line may be (its length / LINE_SLIMNESS) is a
+    stroke, such as the bar of a 7 filling a tight crop, and stays. Printed lines come in families
+    (rules, the sides of a box, a grid): a lone straight run (no parallel one, at most one across it)
+    is taken for a line only if it crosses the whole image and is not all the ink there is, so the
+    stem of a lone 1 stays. The ticks of a
+    comb field are short, but as thin as its line and standing on it. The lines' pixels are cleared;
+    where a stroke crossed a line, the gap is bridged from the stroke on both sides.
+    """
+    ink = np.asarray(difference)
+    threshold = max(_otsu(difference.histogram()) // 2, 1)  # faint lines too
+    inked = ink >= threshold
+    found = {1: _lines_along(ink, threshold, LINE_LENGTH, inked.sum(axis=1)),
+             0: _lines_along(ink.T, threshold, LINE_LENGTH, inked.sum(axis=0))}
+    counts = {axis: _line_count(mask) for axis, mask in found.items()}
+    cleaned = ink.copy()
+    for axis, mask in found.items():
+        if mask is None:
+            continue
+        lone = counts[axis] == 1 and counts[1 - axis] < 2
+        if lone and mask.sum(axis=1).max() < WHOLE * mask.shape[1]:
+            found[axis] = None
+            continue
+        view = cleaned if axis == 1 else cleaned.T
+        kept = view[mask].copy()
+        view[mask] = 0
+        if lone:
+            # a line with a row of ticks on it is a comb field, however little else there is
+            comb = axis == 1 and found[0] is None and _ticks(
+                cleaned.T, mask.T, threshold, max(1, _line_width(mask) - 1)) is not None
+            if not comb and view.sum(dtype=np.int64) < LONE_LEFT * ink.sum(dtype=np.int64):
+                view[mask] = kept  # nothing much but that "line" was there: it is the digit (a 1, cut tight)
+                found[axis] = None
+    found = {axis: mask for axis, mask in found.items() if mask is not None}
+    if not found:
+        return difference
+    reach = {axis: _line_width(mask) + 1 for axis, mask in found.items()}
+    if 1 in found and 0 not in found:  # rules or a comb field: the comb's ticks
+        ticks = _ticks(cleaned.T, found[1].T, threshold, max(1, reach[1] - 2))  # the line without its soft edges
+        if ticks is not None:
+            cleaned.T[ticks] = 0
+    bridged = cleaned.copy()
+    for axis, mask in found.items():
+        view = cleaned if axis == 1 else cleaned.T
+        # Across the line, as far as the lines are wide plus one: ink on both sides is a stroke
+        # that crossed it, and the gap is filled with the fainter side.
+        nearest = _run_filter(view.T, reach[axis], np.maximum, 0).T
+        before, after = np.zeros_like(view), np.zeros_like(view)
+        shift_before = reach[axis] - (reach[axis] - 1) // 2  # nearest[r - shift_before]: rows r - reach .. r - 1
+        shift_after = 1 + (reach[axis] - 1) // 2  # nearest[r + shift_after]: rows r + 1 .. r + reach
+        before[shift_before:] = nearest[:-shift_before]
+        after[:-shift_after] = nearest[shift_after:]
+        bridge = np.where(mask, np.minimum(before, after), 0)
+        bridged_view = bridged if axis == 1 else bridged.T
+        np.maximum(bridged_view, bridge, out=bridged_view)
+    if np.count_nonzero(bridged >= threshold) < MIN_INK:
+        bridged[:] = 0  # specks where lines met: an empty form
+    return Image.fromarray(bridged, "L")
+
+
+def _lines_along(view, threshold, length, inked_per_row=None, thick=None):
+    """Boolean mask of the pixels of `view` on thin straight runs along its rows at least `length`
+    of a row long (and at most `thick` thick), or None. `inked_per_row`: how many pixels of each row
+    reach `threshold`, if already counted."""
+    run = max(MIN_LINE, int(length * view.shape[1]))
+    if inked_per_row is None:
+        inked_per_row = (view >= threshold).sum(axis=1)
+    # Only rows with that many inked pixels can hold a line: most images have none, and skip the rest.
+    rows = np.flatnonzero(inked_per_row >= DASH_DUTY * run)
+    if not len(rows):
+        return None
+    thick = thick or max(1, run // LINE_SLIMNESS)
+    lo, hi = max(rows[0] - thick - 1, 0), min(rows[-1] + thick + 2, view.shape[0])
+    band = view[lo:hi]
+    gap = max(2, run // 8)
+    closed = _run_filter(_run_filter(band, gap, np.maximum, 0), gap, np.minimum, 255)
+    opened = _run_filter(_run_filter(closed, run, np.minimum, 255), run, np.maximum, 0)
+    opened = np.minimum(opened, band)  # the closing filled the gaps between dashes, not the paper there
+    # Runs thicker than a line: what survives an opening across them with a window of `thick + 1`.
+    strokes = _run_filter(_run_filter(opened.T, thick + 1, np.minimum, 0), thick + 1, np.maximum, 0).T
+    line = opened.astype(np.int16) - strokes
+    # Thin at this level and not just the crest of a wide, soft stroke (whose opening across it only
+    # trims the tip), nor a faint ridge of paper noise or haze.
+    on_line = (2 * line >= threshold) & (2 * line >= opened)
+    if not on_line.any():
+        return None
+    mask = np.zeros(view.shape, bool)
+    mask[lo:hi] = on_line
+    # and the line's soft edges, a pixel either side (photos blur them; JPEG rings round them)
+    mask[1:] |= mask[:-1].copy()
+    mask[:-1] |= mask[1:].copy()
+    return mask
+
+
+def _ticks(view, lines, threshold, width):
+    """The ticks of a comb field in `view` (columns as rows): runs at least TICK_LENGTH of the image
+    long, no wider than its line (`width`), that touch a line of `lines`; a boolean mask or None."""
+    candidates = _lines_along(view, threshold, TICK_LENGTH, thick=width)
+    if candidates is None:
+        return None
+    touching = lines.copy()  # a line pixel, or a few pixels off its end along the tick (blurred ends)
+    for shift in range(1, 5):
+        touching[:, shift:] |= lines[:, :-shift]
+        touching[:, :-shift] |= lines[:, shift:]
+    starts, ends = candidates.copy(), candidates.copy()
+    starts[:, 1:] &= ~candidates[:, :-1]
+    ends[:, :-1] &= ~candidates[:, 1:]
+    run_id = np.cumsum(starts.ravel()).reshape(candidates.shape)
+    # A tick ends in paper at both ends (at the line's end, the line is already cleared); a stroke
+    # that touches the line goes on into the rest of the digit.
+    # (3-5 pixels on: the opening leaves a tick's soft ends out of the run)
+    beyond_start, beyond_end = np.zeros_like(view), np.zeros_like(view)
+    for shift in range(3, 6):
+        np.maximum(beyond_start[:, shift:], view[:, :-shift], out=beyond_start[:, shift:])
+        np.maximum(beyond_end[:, :-shift], view[:, shift:], out=beyond_end[:, :-shift])
+    goes_on = (starts & (beyond_start >= threshold)) | (ends & (beyond_end >= threshold))
+    kept = np.isin(run_id, np.setdiff1d(run_id[candidates & touching], run_id[goes_on])) & candidates
+    return kept if _line_count(kept) >= 2 else None  # a comb has a row of ticks; a lone one may be a 1
+
+
+def _line_width(mask):
+    """The width of most lines in a mask (its runs across the lines, 90th percentile)."""
+    return int(np.percentile(_run_lengths(mask.T), 90))
+
+
+def _line_count(mask):
+    """How many separate lines (groups of adjacent rows holding line pixels) a mask holds."""
+    if mask is None:
+        return 0
+    flags = np.concatenate(([0], mask.any(axis=1).astype(np.int8), [0]))
+    return int((np.diff(flags) == 1).sum())
+
+
+def _run_lengths(mask):
+    """Lengths of all runs of True along the rows of a boolean mask."""
+    flags = np.zeros((mask.shape[0], mask.shape[1] + 2), np.int8)
+    flags[:, 1:-1] = mask
+    edges = np.diff(flags.ravel())
+    return np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)
+
+
+def _run_filter(array, length, op, pad):
+    """np.minimum or np.maximum (`op`) over a window of `length` centred on each element of the last
+    axis, the outside counted as `pad` (van Herk / Gil-Werman: three passes whatever the length)."""
+    if length <= 1:
+        return array
+    n = array.shape[-1]
+    blocks = -(-(n + length - 1) // length)
+    padded = np.full(array.shape[:-1] + (blocks * length,), pad, array.dtype)
+    before = (length - 1) // 2
+    padded[..., before:before + n] = array
+    chunks = padded.reshape(array.shape[:-1] + (blocks, length))
+    prefix = op.accumulate(chunks, axis=-1).reshape(padded.shape)
+    suffix = op.accumulate(chunks[..., ::-1], axis=-1)[..., ::-1].reshape(padded.shape)
+    return op(suffix[..., :n], prefix[..., length - 1:length - 1 + n])
 
 
 def _ink(difference, scale, histogram=None):
@@ -257,6 +477,7 @@ def _ink(difference, scale, histogram=None):
 def _otsu(histogram):
     """The level that best splits the histogram into two classes (Otsu, 1979)."""
     levels = np.arange(256)
+    histogram = np.asarray(histogram, np.float64)  # int64 would overflow in the squares below
     weight = np.cumsum(histogram)
     mass = np.cumsum(histogram * levels)
     total, total_mass = weight[-1], mass[-1]

@@ -160,7 +160,7 @@ def test_folder_dataset(layout, mnist, run, tmp_path):
     result = run("train.py", "--data", data, "--arch", "seed", "--epochs", "1", "--out", out)
     assert result.returncode == 0, result.stderr[-3000:]
     card = read_card(out)
-    assert card["data"]["format"] == "folder" and card["architecture"]["parameters"] == 12106
+    assert card["data"]["format"] == "folder" and card["architecture"]["parameters"] == 12172
     assert card["data"]["train"] + card["data"]["validation"] == n_train
     assert card["data"]["test"] == card["test"]["images"] == n_test
     assert card["data"]["test_split"].startswith("carved") == (layout == "digits")
