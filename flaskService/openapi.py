@@ -118,7 +118,9 @@ _READ = {
             "image). The digits are found by segmentation (connected strokes, cuts between touching "
             "neighbours) and each is read by the digit model: `text` left to right, `confidence` the "
             "probability that the whole text is right (the product of the digits'), and per digit its "
-            "box `[x, y, w, h]` in the uploaded image's pixels. A list in, a list out."),
+            "box `[x, y, w, h]` in the uploaded image's pixels. A mark standing apart that the model says is "
+            "not a digit (a dash, a smudge) is left out; an image with nothing else is 422 `no_digits`. "
+            "A list in, a list out."),
         "parameters": [
             {"name": "debug", "in": "query", "schema": {"type": "string", "enum": ["1", "true"]},
              "description": "Also return the image with the boxes drawn and, per digit, the 28x28 input the "
@@ -296,10 +298,21 @@ SCHEMAS = {
         "type": "object", "required": ["predictions", "model"], "properties": {
             "predictions": {"type": "array", "items": _ref("Prediction")}, "model": _ref("Model")}},
     "ReadDigit": {
-        "type": "object", "required": ["digit", "confidence", "probabilities", "box"], "properties": {
+        "description": "One digit of the number, answered as /predict answers an image (the piece of ink the "
+                       "reader cut out is that image).",
+        "type": "object", "required": ["digit", "confidence", "probabilities", "is_digit", "digit_score", "box"],
+        "properties": {
             "digit": {"type": "integer", "minimum": 0, "maximum": 9},
-            "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+            "confidence": {"type": "number", "minimum": 0, "maximum": 1,
+                           "description": "Calibrated probability that the piece is this digit."},
             "probabilities": _PROBABILITIES,
+            "is_digit": {"type": "boolean",
+                         "description": "Whether the piece looks like one digit (digit_score >= MIN_DIGIT_SCORE). "
+                                        "A piece cut from its neighbour may look less like one than it is."},
+            "digit_score": {"type": ["number", "null"], "minimum": 0, "maximum": 1,
+                            "description": "Probability that the piece is one digit; null for a 10-output model."},
+            "reason": {"type": "string", "enum": ["not_a_digit", "several_digits"],
+                       "description": "Only when is_digit is false: why."},
             "box": {"type": "array", "items": {"type": "integer"}, "minItems": 4, "maxItems": 4,
                     "description": "[x, y, width, height] of the digit's ink, in the uploaded image's pixels."},
             "input": {"type": "string", "description": "With ?debug=1: the 28x28 input as a PNG data URL."}}},

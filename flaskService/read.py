@@ -6,7 +6,6 @@ from flask import Blueprint, current_app, request
 from PIL import Image, ImageDraw
 
 from . import metrics, payload, preprocess
-from .model import NUM_CLASSES
 from .reader import read_number
 
 bp = Blueprint("read", __name__)
@@ -26,7 +25,7 @@ def read():
     def reading(image):
         # find_ink shrinks a big image in place; the debug picture needs it as decoded.
         decoded = image.copy() if debug else None
-        number = read_number(image, lambda arrays: digit_probabilities(predictor, arrays))
+        number = read_number(image, classifier(predictor, config["MIN_DIGIT_SCORE"]))
         return _reading(number, decoded)
 
     with metrics.stage("inference"):
@@ -38,14 +37,16 @@ def read():
     return {**results[0], "model": model}
 
 
-def digit_probabilities(predictor, arrays):
-    """(N, 28, 28) -> (N, 10) probabilities of the digits (a model may also answer other classes)."""
-    return predictor.predict(arrays)[:, :NUM_CLASSES]
+def classifier(predictor, min_digit_score):
+    """The reader's `classify`: (N, 28, 28) -> Predictor.classify's answers, at the service's threshold."""
+    return lambda arrays: predictor.classify(arrays, min_digit_score)
 
 
 def _reading(number, image):
+    # Each digit as /predict answers an image (a digits-only model cannot say digit_score: null).
     digits = [{"digit": d.digit, "confidence": d.confidence, "probabilities": [float(p) for p in d.probabilities],
-               "box": d.box} for d in number.digits]
+               "is_digit": d.is_digit, "digit_score": d.digit_score, "box": d.box,
+               **({"reason": d.reason} if d.reason else {})} for d in number.digits]
     result = {"text": number.text, "confidence": number.confidence, "digits": digits}
     if image is not None:
         result["image"] = _data_url(_with_boxes(image, [d.box for d in number.digits]))

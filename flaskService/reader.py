@@ -5,11 +5,17 @@
    writing is about WORK_HEIGHT pixels tall (enough for a 20x20 MNIST box, cheap to search).
 2. Connected strokes are components; specks are dropped, and a component lying over another
    (a 5's detached bar, a broken 4) joins it: each group holds one or more whole digits.
-3. A group wide enough to hold two digits is over-segmented by seams: top-to-bottom paths that cross
-   as little ink as possible (drifting a column per row at a small cost, so they follow slant and
-   thread between strokes that overlap). Every run of pieces between two seams, up to WIDEST, is
-   classified in one batch, and dynamic programming picks the cuts whose pieces are each most
-   confidently one digit (and shaped like one).
+3. Each group is classified whole. The digit model (12 outputs) says how likely an image is exactly
+   one digit (digit_score), which digit, and whether it is several digits or no digit at all; a
+   group narrower than its height that is confidently one digit is read as it is.
+4. Any other group is over-segmented by seams: top-to-bottom paths of least ink, one per band of
+   columns (drifting a column per row at a small cost, so they follow slant and thread between
+   strokes that overlap); seams that split the ink the same way are one. Every run of pieces between
+   two seams, up to WIDEST, is classified in one batch, and dynamic programming picks the cuts whose
+   pieces are each most likely one digit: a piece scores the model's raw probability of its best
+   digit (digit_score times the renormalised confidence), so squashed pairs ("several digits") and
+   halves of digits ("not a digit") lose. A piece the model says is no digit (a dash, a smudge) may
+   be left out instead of read.
 
 Pure functions: a Pillow image and a `classify` function in, numbers out; no Flask.
 """
@@ -29,53 +35,97 @@ MINOR = 0.6  # a component shorter than this share of the writing's height is pa
 COVERED = 0.8  # two tall components whose columns overlap this much (of the narrower) are one digit
 SPLIT_ASPECT = 1.0  # a group narrower than this times its height is one digit: no seams searched
 SEAM_DRIFT = 0.2  # cost of a seam moving one column sideways, against 1.0 for crossing a pixel of full ink
-SEAM_SPACING = 0.15  # seams closer than this share of the height are one candidate
-SEAMS_PER_HEIGHT = 4.0  # candidate cuts per group: this many per height of its width, the cheapest,
-MAX_SEAMS = 48  # and never more (a long rule or a zigzag is not worth seconds of classifying)
+SEAM_SPACING = 0.2  # seams closer than this share of the height are one candidate
+MAX_SEAMS = 96  # bands per group; more is a group wider than ~19 touching digits (a long rule): 422
+SAME_SEAM = 1.5  # px: seams this close on average (work pixels) are one candidate cut
+SAME_SPLIT = 0.02  # ... and so are seams whose left sides hold ink within this share of the group's
+SURE = 0.9  # a group narrower than SPLIT_ASPECT is one digit when the model's raw probability of its digit is this
 CUT_PENALTY = 0.4  # log-probability a cut costs: a half 0 reads as a confident 1, two of them must not beat one 0
 SEAM_INK = 0.5  # ... and this much per stroke width of ink it crosses (two neighbours touch at one stroke; a 0 is cut through two)
 WIDEST = 1.5  # no digit is wider than this times its group's height: wider runs are not classified
 # Width over height of each digit's ink in MNIST's training split, the median: a piece read as a 4
-# but 1.3 times as wide as tall is more likely two digits squashed (the classifier cannot say so) ...
+# but 1.3 times as wide as tall is more likely two digits squashed (a 10-output model cannot say so) ...
 ASPECTS = (0.9, 0.4, 0.95, 0.8, 0.8, 0.95, 0.7, 0.8, 0.75, 0.7)
 ASPECT_SLACK = 0.15  # ... when it is wider than its digit's median by more than this,
 ASPECT_PENALTY = 4.0  # ... costing this much log-probability per unit of aspect beyond
 FRAGMENT = 0.45  # a piece shorter than this share of its group's height is a fragment ...
-FRAGMENT_PENALTY = 4.0  # ... costing this much log-probability
+FRAGMENT_PENALTY = 4.0  # ... left out at a cost of this much log-probability
+SKIP_PENALTY = 3.0  # log-probability it costs to leave out a piece the model says is not a digit
+FRAGMENT_PIECE = "fragment"  # a candidate that is a fragment, in place of a _Piece
+CHUNKS = (64, 16, 4)  # batch sizes the predictor's interpreters are built for (predictor.BATCH_SIZES)
 MAX_DIGITS = 32  # more pieces than this is not a number: 422 rather than seconds of work
 
-Digit = namedtuple("Digit", "digit confidence probabilities box input")  # box: [x, y, w, h] uploaded px
+# What the model says of a piece (as Predictor.classify does of an image): the digit, its calibrated
+# confidence and the ten probabilities given that the piece is one digit, the probability that it is
+# (None from a digits-only model, which cannot tell), whether that clears MIN_DIGIT_SCORE and if not, why not.
+Classes = namedtuple("Classes", "digit confidence probabilities digit_score is_digit reason")
+Digit = namedtuple("Digit", Classes._fields + ("box", "input"))  # box: [x, y, w, h] in the uploaded image's px
 Reading = namedtuple("Reading", "text confidence digits")
 
 
 def read_number(image, classify):
-    """A decoded Pillow image -> Reading. `classify`: (N, 28, 28) float32 -> (N, 10) probabilities.
-    Raises ApiError 422 (blank_image, no_digits, too_many_digits) when there is no number to read."""
-    ink = preprocess.find_ink(image)
+    """A decoded Pillow image -> Reading. `classify`: (N, 28, 28) float32 -> a predictor.Classification
+    (Predictor.classify). Raises ApiError 422 (blank_image, no_digits, too_many_digits) when there is
+    no number to read."""
+    return read_ink(preprocess.find_ink(image), classify)
+
+
+def read_ink(ink, classify):
+    """preprocess.find_ink's Ink -> Reading (read_number without the search for the ink)."""
     work, factor = _work_scale(ink.pixels)
-    # Every candidate piece of every group is classified in one batch: one call into the model.
-    searches = [_candidates(group) for group in _groups(work)]
-    everything = [piece for candidates, _ in searches for piece in candidates.values()]
-    if everything:
-        inputs = np.stack([preprocess.centre_like_mnist(piece.pixels) for piece in everything])
-        for piece, array, probabilities in zip(everything, inputs, classify(inputs)):
-            piece.input, piece.probabilities = array, probabilities
-    pieces = [piece for candidates, costs in searches for piece in _best_cuts(candidates, costs)]
+    groups = _groups(work)
+    # First each group whole: most are one digit, which the model says confidently, and need no cut.
+    _classify(groups, classify)
+    searched = [_candidates(group) if _needs_cutting(group) else ({(0, 1): group}, [0.0, 0.0]) for group in groups]
+    # Every candidate piece of every group that needs cutting is classified in one batch: one call.
+    _classify([piece for candidates, _ in searched for piece in candidates.values()
+               if piece is not FRAGMENT_PIECE and piece.classes is None], classify)
+    pieces = [piece for group, (candidates, costs) in zip(groups, searched)
+              for piece in _best_cuts(candidates, costs, group.writing)]
+    if pieces and not any(piece.classes.is_digit for piece in pieces):
+        pieces = []  # marks of which none looks like a digit (a star, a cross) are not a number
     if not pieces:
-        raise ApiError(422, "no_digits", "No digit found: the image holds only specks or lines.")
+        raise ApiError(422, "no_digits", "No digit found: the image holds only specks, lines or marks "
+                                         "that are not digits.")
     if len(pieces) > MAX_DIGITS:
         raise _too_many()
     pieces.sort(key=lambda piece: piece.left + piece.pixels.shape[1] / 2)
     digits = []
     for piece in pieces:
-        probabilities = piece.probabilities
-        digit = int(probabilities.argmax())
         x, y, w, h = piece.box
         box = [round((ink.left + x / factor) / ink.scale), round((ink.top + y / factor) / ink.scale),
                max(1, round(w / factor / ink.scale)), max(1, round(h / factor / ink.scale))]
-        digits.append(Digit(digit, float(probabilities[digit]), probabilities, box, piece.input))
+        digits.append(Digit(*piece.classes, box, piece.input))
     text = "".join(str(d.digit) for d in digits)
     return Reading(text, float(np.prod([d.confidence for d in digits])), digits)
+
+
+def _chunks(count):
+    """[start, stop) of calls into the model for `count` pieces. The predictor pads a batch up to
+    its next interpreter size (19 -> 64, 65 -> 256), and its cost grows with the padded size: so
+    the pieces go in the largest sizes that they fill, the last few padded to 4 at most."""
+    start = 0
+    for size in CHUNKS:
+        while count - start >= size:
+            yield start, start + size
+            start += size
+    if start < count:
+        yield start, count
+
+
+def _classify(pieces, classify):
+    """Centre each piece as MNIST digits are and classify them all in one call."""
+    if not pieces:
+        return
+    inputs = np.stack([preprocess.centre_like_mnist(piece.pixels) for piece in pieces])
+    for start, stop in _chunks(len(pieces)):
+        answers = classify(inputs[start:stop])
+        for index, piece in enumerate(pieces[start:stop]):
+            piece.input = inputs[start + index]
+            piece.classes = Classes(int(answers.digits[index]), float(answers.confidence[index]),
+                                    answers.probabilities[index],
+                                    None if answers.digit_score is None else float(answers.digit_score[index]),
+                                    bool(answers.is_digit[index]), answers.reasons[index])
 
 
 class _Piece:
@@ -86,7 +136,7 @@ class _Piece:
         self.pixels = pixels[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
         self.left, self.top = left + cols[0], top + rows[0]
         self.box = (self.left, self.top, self.pixels.shape[1], self.pixels.shape[0])
-        self.input = self.probabilities = self.group_height = None
+        self.input = self.classes = None
 
 
 def _work_scale(pixels):
@@ -142,30 +192,48 @@ def _groups(work):
         cols = slice(spans[owner][0], spans[owner][1])
         mask = np.isin(labels[rows, cols], np.asarray(parts) + 1)
         groups.append(_Piece(np.where(mask, work[rows, cols], 0.0), cols.start, rows.start))
+    for group in groups:
+        group.writing = height
     return sorted(groups, key=lambda g: g.left)
+
+
+def _needs_cutting(group):
+    """Whether a group may hold more than one digit: it is wider than a digit, or the model is not
+    sure it is exactly one (it says several digits, or no digit it knows well)."""
+    height, width = group.pixels.shape
+    if width > SPLIT_ASPECT * height:
+        return True
+    if group.classes.reason == "not_a_digit" and height < MINOR * group.writing:
+        return False  # a small mark that is no digit (a dot, a smudge): its halves would be read as 1s
+    return _one_digit(group.classes) * group.classes.confidence < SURE
+
+
+def _one_digit(classes):
+    """The probability that a piece is one digit (a digits-only model assumes it is)."""
+    return 1.0 if classes.digit_score is None else classes.digit_score
 
 
 def _candidates(group):
     """One group -> its candidate pieces, {(first seam, last seam): _Piece}, and each seam's cost in
-    strokes crossed. Seam 0 is the group's left edge, the last its right edge; a narrow group has no others."""
+    strokes crossed. Seam 0 is the group's left edge, the last its right edge."""
     height, width = group.pixels.shape
     stroke = _stroke_width(group.pixels)
-    seams = [np.full(height, -1)]
-    if width > SPLIT_ASPECT * height:
-        seams += _seams(group.pixels)
-    seams.append(np.full(height, width - 1))
+    seams, costs = _seams(group.pixels)
+    seams = [np.full(height, -1)] + seams + [np.full(height, width - 1)]
+    costs = [0.0] + [cost / stroke for cost in costs] + [0.0]
     candidates = {}
     for start in range(len(seams) - 1):
         for stop in range(start + 1, len(seams)):
             if stop > start + 1 and seams[stop].min() - seams[start].max() > WIDEST * height:
                 break
             piece = _between(group, seams[start], seams[stop])
+            # A piece much shorter than its group is a fragment (a 4's bar, a sliver of a cut 0): it
+            # is not worth classifying; the search may leave it out, at a cost.
+            if piece is not None and piece.pixels.shape[0] < FRAGMENT * height:
+                piece = FRAGMENT_PIECE
             if piece is not None:
-                piece.group_height = height
                 candidates[start, stop] = piece
-    rows = np.arange(height)
-    return candidates, [float(group.pixels[rows, np.clip(seam, 0, width - 1)].sum()) / stroke
-                        if 0 < index < len(seams) - 1 else 0.0 for index, seam in enumerate(seams)]
+    return candidates, costs
 
 
 def _stroke_width(ink):
@@ -178,50 +246,76 @@ def _stroke_width(ink):
 
 
 def _seams(ink):
-    """Top-to-bottom paths of least ink (column per row), ending at well-spaced columns."""
+    """Top-to-bottom paths of least ink (a column per row), one per band of columns SEAM_SPACING of
+    the height apart, each free to drift within its band -> (paths, ink each crosses). Bands keep
+    the paths apart: unbounded, every path would flee to the same gap and leave a touching pair
+    without a cut. Paths that come out (nearly) the same are one."""
     height, width = ink.shape
-    cost = ink.astype(np.float64)
+    spacing = max(2, round(SEAM_SPACING * height))
+    margin = max(2, int(0.15 * height))
+    centres = np.arange(margin, width - margin, spacing)
+    if len(centres) == 0:
+        return [], []
+    if len(centres) > MAX_SEAMS:  # a long rule or a zigzag is not worth seconds of classifying
+        raise _too_many()
+    reach = spacing  # a band: its centre +- this many columns
+    offsets = np.arange(-reach, reach + 1)
+    columns = centres[:, None] + offsets  # (bands, band width)
+    outside = (columns < 0) | (columns >= width)
+    columns = np.clip(columns, 0, width - 1)
+    cost = ink[:, columns].astype(np.float64)  # (rows, bands, band width)
+    cost[:, outside] = np.inf
+    cost += SEAM_DRIFT * np.abs(offsets) / reach * 0.5  # prefer the band's middle a little: fewer twins
     total = cost[0].copy()
-    moves = np.zeros((height, width), np.int8)
-    inf = np.full(1, np.inf)
+    moves = np.zeros((height, len(centres), len(offsets)), np.int8)
+    inf = np.full((len(centres), 1), np.inf)
     for row in range(1, height):
-        left = np.concatenate([inf, total[:-1]]) + SEAM_DRIFT
-        right = np.concatenate([total[1:], inf]) + SEAM_DRIFT
-        options = np.stack([left, total, right])
+        options = np.stack([np.concatenate([inf, total[:, :-1]], axis=1) + SEAM_DRIFT, total,
+                            np.concatenate([total[:, 1:], inf], axis=1) + SEAM_DRIFT])
         choice = options.argmin(axis=0)
         moves[row] = choice - 1
-        total = options[choice, np.arange(width)] + cost[row]
-    spacing = max(2, int(SEAM_SPACING * height))
-    margin = max(2, int(0.15 * height))
-    ends = []
-    for column in np.argsort(total[margin:width - margin], kind="stable") + margin:
-        if all(abs(column - e) >= spacing for e in ends):
-            ends.append(column)
-        if len(ends) >= min(SEAMS_PER_HEIGHT * width / height, MAX_SEAMS):
-            break
-    seams = []
-    for end in sorted(ends):
-        path = np.empty(height, np.int64)
-        path[-1] = end
-        for row in range(height - 1, 0, -1):
-            path[row - 1] = path[row] + moves[row, path[row]]
+        total = np.take_along_axis(options, choice[None], axis=0)[0] + cost[row]
+    ends = total.argmin(axis=1)
+    bands = np.arange(len(centres))
+    paths = np.empty((len(centres), height), np.int64)
+    paths[:, -1] = ends
+    for row in range(height - 1, 0, -1):
+        paths[:, row - 1] = paths[:, row] + moves[row, bands, paths[:, row]]
+    paths = columns[bands[:, None], paths]
+    rows = np.arange(height)
+    crossed = ink[rows, paths].sum(axis=1)
+    # Seams that split the ink the same way (their left sides hold nearly the same ink) make the same
+    # pieces: one of them, the cheapest, is enough.
+    left_of = ink.cumsum(axis=1)[rows, paths].sum(axis=1)
+    same = SAME_SPLIT * float(ink.sum())
+    seams, costs, splits = [], [], []
+    for path, ink_crossed, left in zip(paths, crossed, left_of):
+        if seams and (np.abs(path - seams[-1]).mean() < SAME_SEAM or left - splits[-1] < same):
+            if ink_crossed < costs[-1]:
+                seams[-1], costs[-1], splits[-1] = path, float(ink_crossed), left
+            continue
         seams.append(path)
-    return seams
+        costs.append(float(ink_crossed))
+        splits.append(left)
+    return seams, costs
 
 
 def _between(group, left_seam, right_seam):
     """The ink of `group` right of one seam and up to the other (inclusive), or None if there is none."""
-    columns = np.arange(group.pixels.shape[1])
+    first, stop = max(0, int(left_seam.min()) + 1), int(right_seam.max()) + 1  # only the columns between
+    columns = np.arange(first, stop)
     inside = (columns > left_seam[:, None]) & (columns <= right_seam[:, None])
-    pixels = np.where(inside, group.pixels, 0.0)
-    if pixels.max() <= THRESHOLD:
+    pixels = np.where(inside, group.pixels[:, first:stop], 0.0)
+    if not pixels.size or pixels.max() <= THRESHOLD:
         return None
-    return _Piece(pixels, group.left, group.top)
+    return _Piece(pixels, group.left + first, group.top)
 
 
-def _best_cuts(candidates, costs):
+def _best_cuts(candidates, costs, writing):
     """Dynamic programming over the seams: the pieces from the first seam to the last with the best
-    total score (the pieces' scores less each cut's cost)."""
+    total score (the pieces' scores less each cut's cost). A piece the model says is not a digit may
+    be left out (a dash, a smudge: not printed as a digit), at its probability of being no digit
+    less SKIP_PENALTY; a digit cut from its neighbour often looks less like one than it is."""
     last = len(costs) - 1
     best = {0: (0.0, [])}
     for stop in range(1, last + 1):
@@ -231,24 +325,31 @@ def _best_cuts(candidates, costs):
                 continue
             score, chosen = best[start]
             piece = candidates.get((start, stop))
-            if piece is None:  # no ink between these seams: nothing to read there
+            if piece is FRAGMENT_PIECE:
+                options.append((score - FRAGMENT_PENALTY, chosen))
+            elif piece is None:  # no ink between these seams: nothing to read there
                 options.append((score, chosen))
             else:
                 cut = CUT_PENALTY + SEAM_INK * costs[start] if start else 0.0
                 options.append((score + _score(piece) - cut, chosen + [piece]))
+                # A short mark that is no digit (a dash, a dot, a smudge) may be left out. Not a tall
+                # one: two overlapping digits squashed together often look like no digit to the model.
+                if piece.classes.reason == "not_a_digit" and piece.pixels.shape[0] < MINOR * writing:
+                    options.append((score + np.log(max(1.0 - piece.classes.digit_score, 1e-9)) - SKIP_PENALTY - cut,
+                                    chosen))
         if options:
             best[stop] = max(options, key=lambda option: option[0])
     return best.get(last, (0.0, []))[1]
 
 
 def _score(piece):
-    """How much a piece looks like one digit: the log of its confidence, less shape penalties."""
+    """How much a piece looks like one digit: the log of the probability that it is one digit and
+    that digit (the model's raw probability of its best digit: digit_score times the renormalised
+    confidence), less shape penalties."""
     height, width = piece.pixels.shape
-    digit = int(piece.probabilities.argmax())
-    score = np.log(max(float(piece.probabilities[digit]), 1e-9))
-    score -= ASPECT_PENALTY * max(0.0, width / height - ASPECTS[digit] - ASPECT_SLACK)
-    if height < FRAGMENT * piece.group_height:
-        score -= FRAGMENT_PENALTY
+    classes = piece.classes
+    score = np.log(max(_one_digit(classes) * classes.confidence, 1e-9))
+    score -= ASPECT_PENALTY * max(0.0, width / height - ASPECTS[classes.digit] - ASPECT_SLACK)
     return score
 
 

@@ -31,7 +31,7 @@ from flask import Blueprint, Response, current_app, request
 from . import metrics, payload, preprocess
 from .errors import ApiError
 from .model import INPUT_SHAPE, NUM_CLASSES
-from .read import digit_probabilities
+from .read import classifier
 from .reader import read_number
 
 bp = Blueprint("v2", __name__, url_prefix="/v2")
@@ -346,7 +346,7 @@ def _infer_number(predictor):
         wanted = _requested_outputs(document, NUMBER_OUTPUTS)
     with metrics.stage("inference"):
         readings = payload.each_item(images, lambda image: read_number(
-            image, lambda arrays: digit_probabilities(predictor, arrays)))
+            image, classifier(predictor, config["MIN_DIGIT_SCORE"])))
     metrics.record_readings(reading.text for reading in readings)
     longest = max(len(reading.digits) for reading in readings)
     digits = np.full((len(readings), longest), -1, "<i8")

@@ -32,8 +32,9 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from flaskService import preprocess, reader  # noqa: E402
 from flaskService.errors import ApiError  # noqa: E402
-from flaskService.model import NUM_CLASSES  # noqa: E402
+from flaskService.config import SETTINGS  # noqa: E402
 from flaskService.predictor import Predictor  # noqa: E402
+from flaskService.read import classifier  # noqa: E402
 from tests.numbers import KINDS, evaluation_set  # noqa: E402
 
 CARD = REPO_ROOT / "flaskService" / "number.json"
@@ -44,9 +45,7 @@ TARGETS = {"separate": 0.98, "touching": 0.95, "overlapping": 0.95, "per_digit":
 
 def read_all(numbers, predictor):
     """The reader's text for each number, and CPU seconds per number (decoding included)."""
-    def classify(arrays):
-        return predictor.predict(arrays)[:, :NUM_CLASSES]
-
+    classify = classifier(predictor, SETTINGS["MIN_DIGIT_SCORE"][0])
     texts, seconds = [], []
     for number in numbers:
         started = time.process_time()

@@ -1,5 +1,5 @@
 // The drawing page: strokes on #pad -> a PNG -> POST /predict?debug=1 -> the digit, the ten
-// probabilities and the 28x28 image the model saw. Pointer Events, so mouse, touch and pen are one path.
+// probabilities and the 28x28 image the model saw. The pointer handling and painting are pad.js's.
 "use strict";
 
 (() => {
@@ -35,30 +35,10 @@
   const upload = document.getElementById("upload");
 
   const strokes = []; // each stroke is a list of [x, y] points, in units of the pad's side
-  let drawingPointer = null; // the pointerId of the stroke being drawn, one pointer at a time
   let timer = 0;
   let inFlight = null; // the AbortController of the prediction being waited for
 
   // --- Drawing -------------------------------------------------------------------------------
-
-  function paint(target, list, toPixels, width, colour) {
-    target.lineCap = "round";
-    target.lineJoin = "round";
-    target.lineWidth = width;
-    target.strokeStyle = target.fillStyle = colour;
-    for (const stroke of list) {
-      const points = stroke.map(toPixels);
-      target.beginPath();
-      if (points.length === 1) { // a tap is a dot
-        target.arc(points[0][0], points[0][1], width / 2, 0, 2 * Math.PI);
-        target.fill();
-        continue;
-      }
-      target.moveTo(...points[0]);
-      for (const point of points.slice(1)) target.lineTo(...point);
-      target.stroke();
-    }
-  }
 
   function ink() {
     return getComputedStyle(pad).color;
@@ -66,7 +46,7 @@
 
   function redraw() {
     context.clearRect(0, 0, pad.width, pad.height);
-    paint(context, strokes, ([x, y]) => [x * pad.width, y * pad.width], PEN * pad.width, ink());
+    Pad.paint(context, strokes, ([x, y]) => [x * pad.width, y * pad.width], PEN * pad.width, ink());
     undoButton.disabled = strokes.length === 0;
   }
 
@@ -84,47 +64,35 @@
     return [(event.clientX - box.left) / box.width, (event.clientY - box.top) / box.height];
   }
 
-  pad.addEventListener("pointerdown", (event) => {
-    if (drawingPointer !== null || (event.pointerType === "mouse" && event.button !== 0)) return;
-    event.preventDefault();
-    drawingPointer = event.pointerId;
-    pad.setPointerCapture(event.pointerId);
-    clearTimeout(timer);
-    cancelPrediction();
-    result.classList.add("stale");
-    strokes.push([pointOf(event)]);
-    redraw();
+  Pad.track(pad, pointOf, {
+    onStart(point) {
+      clearTimeout(timer);
+      cancelPrediction();
+      result.classList.add("stale");
+      strokes.push([point]);
+      redraw();
+    },
+    onMove(points) { // drawn as it comes: only the new segments, not the whole drawing
+      const stroke = strokes[strokes.length - 1];
+      const side = pad.width;
+      const [x0, y0] = stroke[stroke.length - 1];
+      context.lineCap = context.lineJoin = "round";
+      context.lineWidth = PEN * side;
+      context.strokeStyle = ink();
+      context.beginPath();
+      context.moveTo(x0 * side, y0 * side);
+      for (const point of points) {
+        stroke.push(point);
+        context.lineTo(point[0] * side, point[1] * side);
+      }
+      context.stroke();
+    },
+    onEnd() {
+      redraw(); // the same rendering undo will redraw, so taking back a later stroke changes no other pixel
+      clearTimeout(timer);
+      timer = setTimeout(readDrawing, DEBOUNCE_MS);
+    },
   });
-
-  pad.addEventListener("pointermove", (event) => {
-    if (event.pointerId !== drawingPointer) return;
-    const stroke = strokes[strokes.length - 1];
-    const events = event.getCoalescedEvents ? event.getCoalescedEvents() : [];
-    const side = pad.width;
-    const [x0, y0] = stroke[stroke.length - 1];
-    context.lineCap = context.lineJoin = "round";
-    context.lineWidth = PEN * side;
-    context.strokeStyle = ink();
-    context.beginPath();
-    context.moveTo(x0 * side, y0 * side);
-    for (const moved of events.length ? events : [event]) {
-      const point = pointOf(moved);
-      stroke.push(point);
-      context.lineTo(point[0] * side, point[1] * side);
-    }
-    context.stroke();
-  });
-
-  function endStroke(event) {
-    if (event.pointerId !== drawingPointer) return;
-    drawingPointer = null;
-    redraw(); // the same rendering undo will redraw, so taking back a later stroke changes no other pixel
-    clearTimeout(timer);
-    timer = setTimeout(readDrawing, DEBOUNCE_MS);
-  }
-  pad.addEventListener("pointerup", endStroke);
-  pad.addEventListener("pointercancel", endStroke);
-  pad.addEventListener("lostpointercapture", endStroke);
 
   // --- The PNG sent ----------------------------------------------------------------------------
 
@@ -143,7 +111,7 @@
       const dx = (EXPORT_SIZE - width * scale) / 2;
       const dy = (EXPORT_SIZE - height * scale) / 2;
       // Transparent background, opaque strokes: the server reads the opaque pixels as ink.
-      paint(canvas.getContext("2d"), strokes, ([x, y]) => [dx + (x - left) * scale, dy + (y - top) * scale],
+      Pad.paint(canvas.getContext("2d"), strokes, ([x, y]) => [dx + (x - left) * scale, dy + (y - top) * scale],
         EXPORT_PEN, "#000");
     }
     return new Promise((resolve) => canvas.toBlob(resolve, "image/png"));

@@ -1,6 +1,6 @@
 // The page's "Number" mode: a wide pad -> its strokes as a PNG -> POST /read?debug=1 -> the text,
 // each digit's box drawn on the pad with its confidence, and the 28x28 image the model saw per digit.
-// Self-contained beside app.js (the "Digit" mode): the two modes share only the page.
+// Beside app.js (the "Digit" mode): the two share the page and pad.js (pointer handling, painting).
 "use strict";
 
 (() => {
@@ -24,7 +24,6 @@
 
   const strokes = []; // lists of [x, y] points in CSS pixels of the pad
   let boxes = []; // the last reading's digits, to draw over the strokes
-  let pointer = null;
   let timer = 0;
   let inFlight = null;
 
@@ -50,16 +49,7 @@
   }
 
   function drawStrokes(target, scale, colour) {
-    target.lineCap = target.lineJoin = "round";
-    target.lineWidth = PEN * size().height * scale;
-    target.strokeStyle = target.fillStyle = colour;
-    for (const stroke of strokes) {
-      target.beginPath();
-      target.moveTo(stroke[0][0] * scale, stroke[0][1] * scale);
-      for (const [x, y] of stroke) target.lineTo(x * scale, y * scale);
-      if (stroke.length === 1) target.arc(stroke[0][0] * scale, stroke[0][1] * scale, target.lineWidth / 2, 0, 2 * Math.PI);
-      stroke.length === 1 ? target.fill() : target.stroke();
-    }
+    Pad.paint(target, strokes, ([x, y]) => [x * scale, y * scale], PEN * size().height * scale, colour);
   }
 
   function redraw() {
@@ -90,35 +80,24 @@
     return [event.clientX - box.left, event.clientY - box.top];
   }
 
-  pad.addEventListener("pointerdown", (event) => {
-    if (pointer !== null || (event.pointerType === "mouse" && event.button !== 0)) return;
-    event.preventDefault();
-    pointer = event.pointerId;
-    pad.setPointerCapture(event.pointerId);
-    clearTimeout(timer);
-    cancel();
-    boxes = [];
-    section.classList.add("stale");
-    strokes.push([pointOf(event)]);
-    redraw();
+  Pad.track(pad, pointOf, {
+    onStart(point) {
+      clearTimeout(timer);
+      cancel();
+      boxes = [];
+      section.classList.add("stale");
+      strokes.push([point]);
+      redraw();
+    },
+    onMove(points) {
+      strokes[strokes.length - 1].push(...points);
+      redraw();
+    },
+    onEnd() {
+      clearTimeout(timer);
+      timer = setTimeout(read, PAUSE_MS);
+    },
   });
-
-  pad.addEventListener("pointermove", (event) => {
-    if (event.pointerId !== pointer) return;
-    const events = event.getCoalescedEvents ? event.getCoalescedEvents() : [];
-    strokes[strokes.length - 1].push(...(events.length ? events : [event]).map(pointOf));
-    redraw();
-  });
-
-  function endStroke(event) {
-    if (event.pointerId !== pointer) return;
-    pointer = null;
-    clearTimeout(timer);
-    timer = setTimeout(read, PAUSE_MS);
-  }
-  pad.addEventListener("pointerup", endStroke);
-  pad.addEventListener("pointercancel", endStroke);
-  pad.addEventListener("lostpointercapture", endStroke);
 
   // --- Reading -------------------------------------------------------------------------------------
 

@@ -17,9 +17,10 @@ from tests.renders import STYLES
 # Numbers read through the real server: each kind in every style, 2-5 digits. The figures the
 # reader reaches on the full evaluation set are in flaskService/number.json (evaluate_numbers.py).
 PER_KIND = 36
-# With the 10-class digit model the reader cannot tell two squashed digits from one wide digit, so
-# touching and overlapping neighbours are read far less often than separate ones (number.json).
-LEAST = {"separate": 0.88, "uneven": 0.85, "slant": 0.85, "touching": 0.3, "overlapping": 0.0}
+# The shipped model reads these 36 per kind as: separate 31, touching 26, overlapping 13, uneven 35,
+# slant 35 (numbers of 2-5 digits: above number.json's 2-8). The floors are two numbers below, for
+# float differences between machines; overlapping neighbours are still mostly misread (README).
+LEAST = {"separate": 29 / 36, "touching": 24 / 36, "overlapping": 11 / 36, "uneven": 33 / 36, "slant": 33 / 36}
 
 
 @pytest.fixture(scope="module")
@@ -36,18 +37,27 @@ def read(client, data, content_type="image/png", query=""):
 
 def test_numbers_are_read_through_the_real_server(server, numbers):
     """Rendered numbers of every kind and style, sent as raw bodies to gunicorn: the share read
-    exactly right per kind, and every answer well formed (one digit per character, in [0, 1])."""
+    exactly right per kind, and every answer well formed (one digit per character, each answered
+    as /predict answers an image); 422 no_digits, when no piece looks like a digit, counts as wrong."""
     right = {kind: [] for kind in KINDS}
     with requests.Session() as session:
         for sample in numbers:
             response = session.post(server.url + "/read", data=sample.data, timeout=30,
                                     headers={"Content-Type": "image/jpeg" if "jpeg" in sample.style else "image/png"})
+            if response.status_code == 422:  # pieces of which none looks like a digit: a wrong answer
+                assert response.json()["code"] == "no_digits", response.text
+                right[sample.kind].append(False)
+                continue
             assert response.status_code == 200, response.text
             body = response.json()
             assert body["text"] == "".join(str(d["digit"]) for d in body["digits"])
             assert body["confidence"] == pytest.approx(np.prod([d["confidence"] for d in body["digits"]]))
-            assert all(len(d["probabilities"]) == 10 and d["confidence"] == max(d["probabilities"])
-                       for d in body["digits"])
+            for digit in body["digits"]:  # each digit answered as /predict answers an image
+                assert len(digit["probabilities"]) == 10 and sum(digit["probabilities"]) == pytest.approx(1, abs=1e-4)
+                assert digit["confidence"] == max(digit["probabilities"])
+                assert digit["digit"] == int(np.argmax(digit["probabilities"]))
+                assert digit["digit_score"] is None or 0 <= digit["digit_score"] <= 1
+                assert isinstance(digit["is_digit"], bool) and ("reason" in digit) == (not digit["is_digit"])
             right[sample.kind].append(body["text"] == sample.text)
     shares = {kind: float(np.mean(values)) for kind, values in right.items()}
     print("exact match per kind", shares)
@@ -191,6 +201,46 @@ def test_a_long_rule_is_not_a_number(client):
 def test_scattered_specks_are_not_a_number(client):
     specks = np.where(np.random.default_rng(0).random((640, 640)) < 0.02, 0, 255).astype(np.uint8)
     assert_error(client.post("/read", data=image_bytes(specks), content_type="image/png"), 422, "too_many_digits")
+
+
+def _marked(data, mark):
+    """A rendered number with `mark` drawn right of it, apart from its digits."""
+    page = Image.open(io.BytesIO(data)).convert("L")
+    width, height = page.size
+    page = page.crop((0, 0, width + height, height))
+    page.paste(255, (width, 0, width + height, height))
+    mark(ImageDraw.Draw(page), width + height // 2, height // 2, height)
+    return image_bytes(page)
+
+
+MARKS = {
+    "dash": lambda draw, x, y, size: draw.line([(x - size // 4, y), (x + size // 4, y)], fill=0, width=max(2, size // 20)),
+    "blob": lambda draw, x, y, size: draw.ellipse([x - size // 12, y - size // 12, x + size // 12, y + size // 12], fill=0),
+}
+
+
+@pytest.mark.parametrize("mark", list(MARKS))
+def test_a_mark_apart_that_is_no_digit_is_not_printed(client, mnist, mark):
+    """A dash or a smudge beside a number is left out of the text (the model says it is no digit),
+    not printed as a 0 or a 1."""
+    for index in range(4):
+        sample = number(mnist, index, "separate", "paper_png", (3, 3))
+        assert read(client, sample.data)["text"] == sample.text
+        assert read(client, _marked(sample.data, MARKS[mark]))["text"] == sample.text
+
+
+@pytest.mark.parametrize("shape", ["star", "disc"])
+def test_nothing_digit_like_is_no_digits(client, shape):
+    """Marks that are no digit at all: 422 no_digits, never a made-up number. (Not every mark yet: a
+    cross or a plus sign is cut into pieces the model reads as digits; see the README.)"""
+    page = Image.new("L", (300, 120), 255)
+    draw = ImageDraw.Draw(page)
+    if shape == "star":
+        draw.polygon([(150, 10), (165, 50), (205, 50), (172, 72), (185, 110), (150, 87), (115, 110), (128, 72),
+                      (95, 50), (135, 50)], fill=0)
+    else:
+        draw.ellipse([120, 30, 180, 90], fill=0)
+    assert_error(client.post("/read", data=image_bytes(page), content_type="image/png"), 422, "no_digits")
 
 
 def test_get_is_not_allowed(client):
