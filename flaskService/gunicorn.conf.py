@@ -13,7 +13,21 @@ import signal
 import sys
 import tempfile
 
-from flaskService.worker import BalancedWorker
+
+def _choose_metrics_dir():
+    """PROMETHEUS_MULTIPROC_DIR if set, else one named after this master (in memory when possible),
+    so two servers on one machine never mix their counts."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        base = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.path.join(base, f"prometheus-{os.getpid()}")
+
+
+# Before anything imports flaskService (the worker class below does, and the package imports
+# prometheus_client): prometheus_client picks its storage once, when first imported, and without
+# the directory set every worker would count in its own memory, which /metrics never sees.
+_choose_metrics_dir()
+
+from flaskService.worker import BalancedWorker  # noqa: E402
 
 # One thread each for TensorFlow and BLAS per worker: gunicorn already runs one worker per core,
 # and more threads per worker would only make workers fight over the same cores. Set before any
@@ -71,7 +85,6 @@ control_socket_disable = True
 
 def on_starting(server):
     """Fail fast, before any worker starts, with one clear line instead of a traceback per worker."""
-    _choose_metrics_dir()  # first: prometheus_client picks its storage once, when first imported
     from flaskService.config import ConfigError, from_environment
     from flaskService.model import ModelLoadError, check_model_file
     from flaskService.predictor import check_servable, convert_once
@@ -123,14 +136,6 @@ def post_worker_init(worker):
 
 # prometheus_client multiprocess mode: every worker writes its metrics to files in one directory and
 # /metrics sums them, so a scrape counts all workers whichever one answers it.
-def _choose_metrics_dir():
-    """PROMETHEUS_MULTIPROC_DIR if set, else one named after this master (in memory when possible),
-    so two servers on one machine never mix their counts."""
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        base = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.path.join(base, f"prometheus-{os.getpid()}")
-
-
 def _empty_metrics_dir():
     """Create the directory, or empty it: counts left from an earlier run would add to this one's."""
     path = os.environ["PROMETHEUS_MULTIPROC_DIR"]

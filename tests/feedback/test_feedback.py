@@ -61,7 +61,8 @@ def test_a_correction_is_stored_with_what_the_model_saw_and_said(database, make_
     assert response.status_code == 201, response.json
     answer = response.json
     expected_input = preprocess_image(png)
-    probabilities = predictor.predict(expected_input[None])[0, :10]
+    answered = predictor.classify(expected_input[None], 0.5)  # what /predict answers for it
+    probabilities = answered.probabilities[0]
     assert answer["label"] == 3 and answer["predicted"] == int(probabilities.argmax())
     assert answer["model"] == {"name": predictor.name, "version": predictor.version}
     [row] = stored_rows(database)

@@ -25,7 +25,7 @@ def test_litert_matches_keras_on_the_test_set(predictor, keras_model, mnist):
     images = mnist["x_test"].astype(np.float32) / 255.0
     expected = np.asarray(keras_model(images[..., None], training=False))
     actual = predictor.predict(images)
-    assert actual.shape == (10_000, 10) and actual.dtype == np.float32
+    assert actual.shape == (10_000, 12) and actual.dtype == np.float32  # ten digits, not a digit, several
     np.testing.assert_array_equal(actual.argmax(axis=1), expected.argmax(axis=1))
     assert np.abs(actual - expected).max() <= 1e-4
 
