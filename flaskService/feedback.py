@@ -43,7 +43,7 @@ def register(app):
     if store is not None:
         try:
             store.ensure_schema()
-        except StoreUnavailable as e:
+        except Exception as e:  # noqa: BLE001  predictions never need the database: whatever it does, start
             log.error("POST /feedback will answer 503 until the database works (set FEEDBACK_DB, or "
                       "FEEDBACK_DB=off to collect no feedback): %s", e)
     app.register_blueprint(bp)

@@ -77,8 +77,9 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     fi
     printf '%s\n' "$POSTGRES_PASSWORD" > /tmp/pwfile
     chown postgres /tmp/pwfile
+    # UTF-8, as the official image's initdb: a SQL_ASCII database hands psycopg bytes, not text.
     run_as_postgres initdb --username="$POSTGRES_USER" --pwfile=/tmp/pwfile --auth-local=trust \
-        --auth-host=scram-sha-256 >/dev/null
+        --auth-host=scram-sha-256 --encoding=UTF8 --locale=C.UTF-8 >/dev/null
     rm -f /tmp/pwfile
     echo "host all all all scram-sha-256" >> "$PGDATA/pg_hba.conf"
     run_as_postgres pg_ctl -o "-c listen_addresses=''" -w start >/dev/null
