@@ -14,6 +14,7 @@ A model's conversion is found, by the sha256 of the model file, in one of two pl
 """
 import argparse
 import contextlib
+import functools
 import importlib.util
 import io
 import logging
@@ -137,9 +138,10 @@ class Predictor:
             interpreter.invoke()
             return interpreter.get_tensor(output_index)[:count].copy()
 
-    @property
+    @functools.cached_property
     def outputs(self):
-        """How many probabilities the model gives per image (model.OUTPUT_WIDTHS)."""
+        """How many probabilities the model gives per image (model.OUTPUT_WIDTHS); read once, not on
+        every request."""
         if self.backend == "keras":
             return self.model.output_shape[-1]
         return int(self._interpreter(1)[0].get_output_details()[0]["shape"][-1])
