@@ -210,8 +210,16 @@ def test_postgres_takes_the_apps_url_on_the_internal_network_only(stack):
     [url] = [v.split("=", 1)[1] for v in json.loads(podman("inspect", replica).stdout)[0]["Config"]["Env"]
              if v.startswith("FEEDBACK_DB=")]
     assert url == f"postgresql://digits:{POSTGRES_PASSWORD}@postgres:5432/digits"
-    reached = podman("exec", replica, "python", "-c",
-                     "import socket; socket.create_connection(('postgres', 5432), timeout=5).close()", check=False)
+    # The network's DNS (aardvark-dns) can answer "temporary failure" for a moment after replicas were
+    # killed and restarted by the tests before this one: ask again for up to 20 s, as a client would.
+    reach = ("import socket, time\n"
+             "for attempt in range(20):\n"
+             "    try:\n"
+             "        socket.create_connection(('postgres', 5432), timeout=5).close(); break\n"
+             "    except socket.gaierror:\n"
+             "        if attempt == 19: raise\n"
+             "        time.sleep(1)\n")
+    reached = podman("exec", replica, "python", "-c", reach, check=False)
     assert reached.returncode == 0, reached.stderr
     # The URL's credentials over TCP (scram-sha-256), as the app will use them.
     asked = podman("exec", postgres[0]["name"], "psql", url.replace("@postgres:", "@127.0.0.1:"), "-tAc",
