@@ -10,6 +10,13 @@ live worker that is accepting. So the counts never differ by more than one. The 
 shared, so a connection waiting in it is accepted by a sibling if a worker dies or drains (where
 SO_REUSEPORT, a socket per worker, would reset it).
 
+Responses. gunicorn sends a response's status line and headers in one send() and its body in
+another. A worker killed between the two (SIGKILL, the OOM killer) leaves the proxy with headers it
+has already passed on to the client and no body: nginx can no longer retry on another replica, and
+the client gets a broken response. Here the headers go out in the same send() as the body's first
+bytes (OneSendResponse), so a small response is on the wire whole or not at all. It also saves a
+system call per request.
+
 Recycling. gunicorn's own max_requests makes each worker stop on its own, and two can stop at
 once. Here a worker that is due (by request count, or because its memory grew by more than
 `max_growth_mb` since it started) first takes the board's one recycling token; while a sibling
@@ -26,6 +33,7 @@ import sys
 import tempfile
 import time
 
+from gunicorn.http import wsgi
 from gunicorn.workers.gthread import ThreadWorker
 
 SLOTS = 128  # more workers than any machine here runs on one port
@@ -128,6 +136,50 @@ class Board:
             fcntl.lockf(self._lock, fcntl.LOCK_UN)
 
 
+class _HeldHead:
+    """Stands in for the socket while gunicorn writes a response's headers: keeps them."""
+
+    data = b""
+
+    def sendall(self, data):
+        self.data += data
+
+
+class OneSendResponse(wsgi.Response):
+    """gunicorn's HTTP/1 response, except that headers written by write() wait for its body bytes and
+    go out with them in one send(). Every other path (close() of an empty body, sendfile, chunked
+    framing, HEAD) is gunicorn's own, unchanged."""
+
+    _head = None  # a _HeldHead while write() runs
+
+    def send_headers(self):
+        if self._head is None or self.headers_sent:
+            return super().send_headers()
+        sock, self.sock = self.sock, self._head
+        try:
+            super().send_headers()
+        finally:
+            self.sock = sock
+
+    def _emit_body(self, data):
+        head, self._head = self._head, None
+        if head is not None and head.data and not self.chunked:
+            self.sock.sendall(head.data + data)
+            return
+        if head is not None and head.data:
+            self.sock.sendall(head.data)
+        super()._emit_body(data)
+
+    def write(self, arg):
+        self._head = _HeldHead()
+        try:
+            super().write(arg)
+        finally:
+            head, self._head = self._head, None
+            if head is not None and head.data:  # write() sent no body (HEAD, nothing left to send)
+                self.sock.sendall(head.data)
+
+
 class BalancedWorker(ThreadWorker):
     """gthread, accepting only while it holds no more connections than its siblings, handing
     connections back when it holds two more than one of them, and recycling one worker at a time."""
@@ -156,6 +208,9 @@ class BalancedWorker(ThreadWorker):
             self.board.release(self.slot)
 
     def run(self):
+        # gthread builds every HTTP/1 response with wsgi.create(), which takes wsgi.Response unless
+        # told otherwise: in this worker process, that is OneSendResponse.
+        wsgi.Response = OneSendResponse
         self.start_rss_mb = rss_mb()
         taken_from = self.board.return_recycling_token()
         if taken_from:

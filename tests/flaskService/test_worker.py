@@ -6,6 +6,7 @@ import http.client
 import json
 import os
 import signal
+import socket
 import threading
 import time
 import uuid
@@ -13,8 +14,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from gunicorn.config import Config
+from gunicorn.http import RequestParser
 
-from flaskService.worker import Board, recycle_reason
+from flaskService.worker import Board, OneSendResponse, recycle_reason
 from tests.conftest import Server, image_bytes
 
 WORKERS = 2
@@ -292,3 +295,52 @@ def test_recycle_reason_by_requests_or_memory_growth():
     assert "100 requests" in recycle_reason(100, 100, 150.0, 100.0, 256)
     assert "memory grew 300 MB" in recycle_reason(10, 100, 400.0, 100.0, 256)
     assert recycle_reason(10, 100, 4000.0, 100.0, 0) is None  # 0: no memory limit
+
+
+class CountingSocket(socket.socket):
+    """A real socket that counts its sendall() calls."""
+
+    sends = 0
+
+    def sendall(self, data, *args):
+        self.sends += 1
+        return super().sendall(data, *args)
+
+
+def respond(request, status, headers, body_parts):
+    """`request` answered by OneSendResponse over a real socket pair: (sendall calls, bytes received)."""
+    server_end, client_end = socket.socketpair()
+    sock = CountingSocket(fileno=server_end.detach())
+    with sock, client_end:
+        req = next(RequestParser(Config(), iter([request]), ("127.0.0.1", 40000)))
+        resp = OneSendResponse(req, sock, Config())
+        resp.start_response(status, headers)
+        for part in body_parts:
+            resp.write(part)
+        resp.close()
+        sock.shutdown(socket.SHUT_WR)
+        received = b"".join(iter(lambda: client_end.recv(65536), b""))
+    return sock.sends, received
+
+
+def test_a_response_goes_out_in_one_send_headers_and_body_together():
+    """A worker killed between a header send and a body send left nginx with a header it had passed
+    on and no body (CI, a replica SIGKILLed under load): one send() leaves no such moment."""
+    body = b'{"digit": 7}'
+    sends, received = respond(b"POST /predict HTTP/1.1\r\nHost: x\r\n\r\n", "200 OK",
+                              [("Content-Type", "application/json"), ("Content-Length", str(len(body)))], [body])
+    assert sends == 1
+    head, _, rest = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"Content-Length: 12" in head
+    assert rest == body
+
+
+def test_responses_without_body_bytes_or_chunked_keep_their_framing():
+    sends, received = respond(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n", "200 OK",
+                              [("Content-Length", "5")], [b"hello"])
+    assert received.startswith(b"HTTP/1.1 200 OK\r\n") and received.endswith(b"\r\n\r\n")  # no body
+    sends, received = respond(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "204 No Content", [], [])
+    assert received.startswith(b"HTTP/1.1 204 No Content\r\n") and received.endswith(b"\r\n\r\n")
+    sends, received = respond(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "200 OK", [], [b"ab", b"cd"])
+    assert b"Transfer-Encoding: chunked" in received
+    assert received.endswith(b"\r\n\r\n2\r\nab\r\n2\r\ncd\r\n0\r\n\r\n")
