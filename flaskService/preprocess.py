@@ -52,6 +52,12 @@ DASH_DUTY = 0.5
 SOLID = 0.9  # a line inked over this share of its length is solid (photo noise nicks it) ...
 FREE_DASHES = 1  # ... else dashed, and printed only if this many of its dashes stand alone
 MIN_DASH = 2  # px: a shorter "dash" is a speck of noise by a stroke's edge
+# The lines of a family are as long as each other (rules and grid lines cross the page, the sides of a
+# row of boxes are all as tall); the bar of a 7 written in a box is a run as long as half the image too,
+# but shorter than the box's top and bottom and stopping inside the page. (A faint rule in a photo
+# fades out before one edge, but reaches the other.)
+SIBLING = 0.8  # a line shorter than this share of the longest along the same axis ...
+EDGE = 0.05  # ... that comes no nearer than this share of the image to either end is a stroke
 WHOLE = 0.9  # a lone line must cross this much of the image ...
 LONE_LEFT = 0.3  # ... and leave this share of the ink
 MIN_INK = 16  # pixels: less ink than this left once the lines are gone is a blank form
@@ -311,18 +317,19 @@ def _remove_lines(difference):
     of dashed lines; a dashed line must have dashes standing alone, which the aligned tops of a row
     of digits do not). Of those, a run thicker than a line may be (its length / LINE_SLIMNESS) is a
     stroke, such as the bar of a 7 filling a tight crop, and stays. Printed lines come in families
-    (rules, the sides of a box, a grid): a lone straight run (no parallel one, at most one across it),
-    or runs with none across them, are taken for lines only if they cross the whole image, so the
-    stem of a lone 1 stays, and so do the stems of a row of 1s; a lone run must not be all the ink
-    there is either. The ticks of a comb field are short, but as thin as its line and standing on it.
-    The lines' pixels are cleared; where a stroke crossed a line, the gap is bridged from the stroke
-    on both sides.
+    (rules, the sides of a box, a grid) of lines as long as each other, so a run much shorter than the
+    longest, stopping inside the image, is a stroke (a 7's bar in a box). A lone straight run (no
+    parallel one, at most one across it), or runs with none across them, are taken for lines only if
+    they cross the whole image, so the stem of a lone 1 stays, and so do the stems of a row of 1s; a
+    lone run must not be all the ink there is either. The ticks of a comb field are short, but as thin
+    as its line and standing on it. The lines' pixels are cleared; where a stroke crossed a line, the
+    gap is bridged from the stroke on both sides.
     """
     ink = np.asarray(difference)
     threshold = max(_otsu(difference.histogram()) // 2, 1)  # faint lines too
     inked = ink >= threshold
-    found = {1: _lines_along(ink, threshold, LINE_LENGTH, inked.sum(axis=1)),
-             0: _lines_along(ink.T, threshold, LINE_LENGTH, inked.sum(axis=0))}
+    found = {1: _family(_lines_along(ink, threshold, LINE_LENGTH, inked.sum(axis=1))),
+             0: _family(_lines_along(ink.T, threshold, LINE_LENGTH, inked.sum(axis=0)))}
     counts = {axis: _line_count(mask) for axis, mask in found.items()}
     cleaned = ink.copy()
     for axis, mask in found.items():
@@ -458,6 +465,25 @@ def _ticks(view, lines, threshold, width):
     goes_on = (starts & (beyond_start >= threshold)) | (ends & (beyond_end >= threshold))
     kept = np.isin(run_id, np.setdiff1d(run_id[candidates & touching], run_id[goes_on])) & candidates
     return kept if _line_count(kept) >= 2 else None  # a comb has a row of ticks; a lone one may be a 1
+
+
+def _family(mask):
+    """A mask of lines (or None) without the lines much shorter than the longest that stop inside the
+    image (SIBLING, EDGE)."""
+    if mask is None:
+        return None
+    flags = np.concatenate(([0], mask.any(axis=1).astype(np.int8), [0]))
+    starts, stops = np.flatnonzero(np.diff(flags) == 1), np.flatnonzero(np.diff(flags) == -1)
+    if len(starts) < 2:
+        return mask
+    reached = np.logical_or.reduceat(mask, starts, axis=0)  # the columns each line covers
+    first = reached.argmax(axis=1)
+    last = reached.shape[1] - reached[:, ::-1].argmax(axis=1)
+    edge = EDGE * mask.shape[1]
+    inside = (last - first < SIBLING * (last - first).max()) & (first > edge) & (last < mask.shape[1] - edge)
+    for top, bottom in zip(starts[inside], stops[inside]):
+        mask[top:bottom] = False
+    return mask
 
 
 def _longest(mask):
