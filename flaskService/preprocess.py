@@ -43,8 +43,8 @@ MIN_LINE = 16
 LINE_SLIMNESS = 8
 DASH_DUTY = 0.5
 # The closing that joins a dashed line's dashes joins the aligned tops of a row of digits just as well
-# (the bars of 7s, the tops of 9s, 2s and 0s: twelve digits in a 640 px row are some 50 px apart, and
-# the closing bridges 40). What tells them apart is the line's own ink: a printed dash stands alone,
+# (the bars of 7s, the tops of 9s, 2s and 0s: twelve digits in a 640 px row stand some 50 px apart,
+# and the closing bridges 40). What tells them apart is the line's own ink: a printed dash stands alone,
 # paper on both sides across the line, but for the few dashes a stroke crosses; each digit's top runs
 # on into its digit. (On the test renders and numbers no run of digit tops has a dash alone; a 田字格
 # cross has several, unless the digit written over it touches every dash, about one in 300. How
@@ -419,8 +419,7 @@ def _dashes_standing_alone(view, mask, joined, lo, threshold):
     """`mask` (the thin runs _lines_along found in `view`) without the lines that leave gaps of paper
     (more than 1 - SOLID of their length) but have fewer than FREE_DASHES dashes standing alone; or
     None if no line is left. `joined`: the closing and opening of `view` from row `lo` on."""
-    flags = np.concatenate(([0], mask.any(axis=1).astype(np.int8), [0]))
-    starts, stops = np.flatnonzero(np.diff(flags) == 1), np.flatnonzero(np.diff(flags) == -1)
+    starts, stops = _line_rows(mask)
     level = (threshold + 1) // 2  # the level _lines_along finds thin runs at
     for top, bottom in zip(starts, stops):
         span = (joined[top - lo:bottom - lo] >= level).any(axis=0)  # the line, its gaps bridged
@@ -472,8 +471,7 @@ def _family(mask):
     image (SIBLING, EDGE)."""
     if mask is None:
         return None
-    flags = np.concatenate(([0], mask.any(axis=1).astype(np.int8), [0]))
-    starts, stops = np.flatnonzero(np.diff(flags) == 1), np.flatnonzero(np.diff(flags) == -1)
+    starts, stops = _line_rows(mask)
     if len(starts) < 2:
         return mask
     reached = np.logical_or.reduceat(mask, starts, axis=0)  # the columns each line covers
@@ -500,10 +498,13 @@ def _line_width(mask):
 
 def _line_count(mask):
     """How many separate lines (groups of adjacent rows holding line pixels) a mask holds."""
-    if mask is None:
-        return 0
-    flags = np.concatenate(([0], mask.any(axis=1).astype(np.int8), [0]))
-    return int((np.diff(flags) == 1).sum())
+    return 0 if mask is None else len(_line_rows(mask)[0])
+
+
+def _line_rows(mask):
+    """[start], [stop) of the rows of each line of a mask (each group of adjacent rows holding line pixels)."""
+    edges = np.diff(np.concatenate(([0], mask.any(axis=1).astype(np.int8), [0])))
+    return np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
 
 
 def _run_lengths(mask):
