@@ -42,6 +42,22 @@ LINE_LENGTH = 0.5
 MIN_LINE = 16
 LINE_SLIMNESS = 8
 DASH_DUTY = 0.5
+# The closing that joins a dashed line's dashes joins the aligned tops of a row of digits just as well
+# (the bars of 7s, the tops of 9s, 2s and 0s: twelve digits in a 640 px row stand some 50 px apart,
+# and the closing bridges 40). What tells them apart is the line's own ink: a printed dash stands alone,
+# paper on both sides across the line, but for the few dashes a stroke crosses; each digit's top runs
+# on into its digit. (On the test renders and numbers no run of digit tops has a dash alone; a 田字格
+# cross has several, unless the digit written over it touches every dash, about one in 300. How
+# regular the dashes and gaps are told them apart less well.)
+SOLID = 0.9  # a line inked over this share of its length is solid (photo noise nicks it) ...
+FREE_DASHES = 1  # ... else dashed, and printed only if this many of its dashes stand alone
+MIN_DASH = 2  # px: a shorter "dash" is a speck of noise by a stroke's edge
+# The lines of a family are as long as each other (rules and grid lines cross the page, the sides of a
+# row of boxes are all as tall); the bar of a 7 written in a box is a run as long as half the image too,
+# but shorter than the box's top and bottom and stopping inside the page. (A faint rule in a photo
+# fades out before one edge, but reaches the other.)
+SIBLING = 0.8  # a line shorter than this share of the longest along the same axis ...
+EDGE = 0.05  # ... that comes no nearer than this share of the image to either end is a stroke
 WHOLE = 0.9  # a lone line must cross this much of the image ...
 LONE_LEFT = 0.3  # ... and leave this share of the ink
 MIN_INK = 16  # pixels: less ink than this left once the lines are gone is a blank form
@@ -298,26 +314,31 @@ def _remove_lines(difference):
 
     A printed line is long, straight and thin: a grey-level opening with a 1 x LINE_LENGTH (or
     LINE_LENGTH x 1) window keeps exactly the pixels on such runs (a closing first joins the dashes
-    of dashed lines). Of those, a run thicker than a line may be (its length / LINE_SLIMNESS) is a
+    of dashed lines; a dashed line must have dashes standing alone, which the aligned tops of a row
+    of digits do not). Of those, a run thicker than a line may be (its length / LINE_SLIMNESS) is a
     stroke, such as the bar of a 7 filling a tight crop, and stays. Printed lines come in families
-    (rules, the sides of a box, a grid): a lone straight run (no parallel one, at most one across it)
-    is taken for a line only if it crosses the whole image and is not all the ink there is, so the
-    stem of a lone 1 stays. The ticks of a
-    comb field are short, but as thin as its line and standing on it. The lines' pixels are cleared;
-    where a stroke crossed a line, the gap is bridged from the stroke on both sides.
+    (rules, the sides of a box, a grid) of lines as long as each other, so a run much shorter than the
+    longest, stopping inside the image, is a stroke (a 7's bar in a box). A lone straight run (no
+    parallel one, at most one across it), or runs with none across them, are taken for lines only if
+    they cross the whole image, so the stem of a lone 1 stays, and so do the stems of a row of 1s; a
+    lone run must not be all the ink there is either. The ticks of a comb field are short, but as thin
+    as its line and standing on it. The lines' pixels are cleared; where a stroke crossed a line, the
+    gap is bridged from the stroke on both sides.
     """
     ink = np.asarray(difference)
     threshold = max(_otsu(difference.histogram()) // 2, 1)  # faint lines too
     inked = ink >= threshold
-    found = {1: _lines_along(ink, threshold, LINE_LENGTH, inked.sum(axis=1)),
-             0: _lines_along(ink.T, threshold, LINE_LENGTH, inked.sum(axis=0))}
+    found = {1: _family(_lines_along(ink, threshold, LINE_LENGTH, inked.sum(axis=1))),
+             0: _family(_lines_along(ink.T, threshold, LINE_LENGTH, inked.sum(axis=0)))}
     counts = {axis: _line_count(mask) for axis, mask in found.items()}
     cleaned = ink.copy()
     for axis, mask in found.items():
         if mask is None:
             continue
         lone = counts[axis] == 1 and counts[1 - axis] < 2
-        if lone and mask.sum(axis=1).max() < WHOLE * mask.shape[1]:
+        # Lines with none across them are rules (or a comb's base), which cross the page; the stems
+        # of a row of 1s, as long as half the row is tall, cross nothing either but stop short.
+        if (lone or not counts[1 - axis]) and _longest(mask) < WHOLE * mask.shape[1]:
             found[axis] = None
             continue
         view = cleaned if axis == 1 else cleaned.T
@@ -373,8 +394,8 @@ def _lines_along(view, threshold, length, inked_per_row=None, thick=None):
     band = view[lo:hi]
     gap = max(2, run // 8)
     closed = _run_filter(_run_filter(band, gap, np.maximum, 0), gap, np.minimum, 255)
-    opened = _run_filter(_run_filter(closed, run, np.minimum, 255), run, np.maximum, 0)
-    opened = np.minimum(opened, band)  # the closing filled the gaps between dashes, not the paper there
+    joined = _run_filter(_run_filter(closed, run, np.minimum, 255), run, np.maximum, 0)
+    opened = np.minimum(joined, band)  # the closing filled the gaps between dashes, not the paper there
     # Runs thicker than a line: what survives an opening across them with a window of `thick + 1`.
     strokes = _run_filter(_run_filter(opened.T, thick + 1, np.minimum, 0), thick + 1, np.maximum, 0).T
     line = opened.astype(np.int16) - strokes
@@ -385,10 +406,38 @@ def _lines_along(view, threshold, length, inked_per_row=None, thick=None):
         return None
     mask = np.zeros(view.shape, bool)
     mask[lo:hi] = on_line
+    mask = _dashes_standing_alone(view, mask, joined, lo, threshold)
+    if mask is None:
+        return None
     # and the line's soft edges, a pixel either side (photos blur them; JPEG rings round them)
     mask[1:] |= mask[:-1].copy()
     mask[:-1] |= mask[1:].copy()
     return mask
+
+
+def _dashes_standing_alone(view, mask, joined, lo, threshold):
+    """`mask` (the thin runs _lines_along found in `view`) without the lines that leave gaps of paper
+    (more than 1 - SOLID of their length) but have fewer than FREE_DASHES dashes standing alone; or
+    None if no line is left. `joined`: the closing and opening of `view` from row `lo` on."""
+    starts, stops = _line_rows(mask)
+    level = (threshold + 1) // 2  # the level _lines_along finds thin runs at
+    for top, bottom in zip(starts, stops):
+        span = (joined[top - lo:bottom - lo] >= level).any(axis=0)  # the line, its gaps bridged
+        ink = (view[top:bottom] >= level).any(axis=0) & span
+        if np.count_nonzero(span & ~ink) <= (1 - SOLID) * np.count_nonzero(span):
+            continue  # solid, or nicked by noise
+        # A dash stands alone when no ink lies beyond the line's soft edges, on either side, within
+        # the line's own width plus two: a digit's top goes on at least that far into its digit.
+        reach = bottom - top + 2
+        beyond = (view[max(top - 1 - reach, 0):max(top - 1, 0)] >= threshold).any(axis=0)
+        beyond |= (view[bottom + 1:bottom + 1 + reach] >= threshold).any(axis=0)
+        edges = np.diff(np.concatenate(([0], ink.astype(np.int8), [0])))
+        dash_starts, dash_stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+        touched = np.concatenate(([0], np.cumsum(beyond)))  # ink beyond, counted along the line
+        alone = (touched[dash_stops] == touched[dash_starts]) & (dash_stops - dash_starts >= MIN_DASH)
+        if np.count_nonzero(alone) < FREE_DASHES:
+            mask[top:bottom] = False  # the tops of a row of digits, not a printed dashed line
+    return mask if mask.any() else None
 
 
 def _ticks(view, lines, threshold, width):
@@ -417,6 +466,31 @@ def _ticks(view, lines, threshold, width):
     return kept if _line_count(kept) >= 2 else None  # a comb has a row of ticks; a lone one may be a 1
 
 
+def _family(mask):
+    """A mask of lines (or None) without the lines much shorter than the longest that stop inside the
+    image (SIBLING, EDGE)."""
+    if mask is None:
+        return None
+    starts, stops = _line_rows(mask)
+    if len(starts) < 2:
+        return mask
+    reached = np.logical_or.reduceat(mask, starts, axis=0)  # the columns each line covers
+    first = reached.argmax(axis=1)
+    last = reached.shape[1] - reached[:, ::-1].argmax(axis=1)
+    edge = EDGE * mask.shape[1]
+    inside = (last - first < SIBLING * (last - first).max()) & (first > edge) & (last < mask.shape[1] - edge)
+    for top, bottom in zip(starts[inside], stops[inside]):
+        mask[top:bottom] = False
+    return mask
+
+
+def _longest(mask):
+    """How far the longest line of a mask reaches along its rows, from its first pixel to its last
+    (a dashed line reaches as far as a solid one; a stroke crossing a line does not shorten it)."""
+    rows = mask[mask.any(axis=1)]
+    return int((rows.shape[1] - rows[:, ::-1].argmax(axis=1) - rows.argmax(axis=1)).max())
+
+
 def _line_width(mask):
     """The width of most lines in a mask (its runs across the lines, 90th percentile)."""
     return int(np.percentile(_run_lengths(mask.T), 90))
@@ -424,10 +498,13 @@ def _line_width(mask):
 
 def _line_count(mask):
     """How many separate lines (groups of adjacent rows holding line pixels) a mask holds."""
-    if mask is None:
-        return 0
-    flags = np.concatenate(([0], mask.any(axis=1).astype(np.int8), [0]))
-    return int((np.diff(flags) == 1).sum())
+    return 0 if mask is None else len(_line_rows(mask)[0])
+
+
+def _line_rows(mask):
+    """[start], [stop) of the rows of each line of a mask (each group of adjacent rows holding line pixels)."""
+    edges = np.diff(np.concatenate(([0], mask.any(axis=1).astype(np.int8), [0])))
+    return np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
 
 
 def _run_lengths(mask):

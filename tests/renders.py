@@ -141,11 +141,9 @@ def _template(kind, size, digit_box, scale, rng):
         if kind in ("box", "tianzige"):
             draw.rectangle([x0, cell_top, x1, cell_top + cell_h], outline=255, width=width)
         if kind == "tianzige":  # a dashed cross through the middle, thinner than the square
-            dash, gap, mid_x, mid_y = max(2, cell_w // 16), max(2, cell_w // 24), (x0 + x1) // 2, cell_top + cell_h // 2
-            thin = max(1, width // 2)
-            for t in range(0, cell_w, dash + gap):
-                draw.rectangle([x0 + t, mid_y, x0 + t + dash - 1, mid_y + thin - 1], fill=160)
-                draw.rectangle([mid_x, cell_top + t, mid_x + thin - 1, cell_top + t + dash - 1], fill=160)
+            mid_x, mid_y, thin = (x0 + x1) // 2, cell_top + cell_h // 2, max(1, width // 2)
+            dashed_line(draw, (x0, mid_y), cell_w, thin, cell_w, horizontal=True)
+            dashed_line(draw, (mid_x, cell_top), cell_w, thin, cell_w, horizontal=False)
         if kind == "comb":  # an underline with ticks between the cells
             base = cell_top + cell_h
             tick = int(rng.uniform(0.2, 0.45) * cell_h)
@@ -155,6 +153,16 @@ def _template(kind, size, digit_box, scale, rng):
     x = int(cell_left + (cell_w - (right - left)) / 2 - left + rng.uniform(-0.5, 0.5) * margin)
     y = int(cell_top + (cell_h - (bottom - top)) / 2 - top + rng.uniform(-0.5, 0.5) * margin)
     return page_w, page_h, (x, y), lines
+
+
+def dashed_line(draw, start, length, thin, cell, horizontal):
+    """A printed dashed line as a 田字格 cell `cell` px wide has it (dashes a 16th of the cell, gaps a
+    24th, `thin` px thick, lighter than the solid lines), from `start` (x, y) on for `length` px."""
+    dash, gap = max(2, cell // 16), max(2, cell // 24)
+    x, y = start
+    for t in range(0, length, dash + gap):
+        box = [x + t, y, x + t + dash - 1, y + thin - 1] if horizontal else [x, y + t, x + thin - 1, y + t + dash - 1]
+        draw.rectangle(box, fill=160)
 
 
 def _paste(layer, ink, x, y):

@@ -87,6 +87,23 @@ def test_strokes_crossing_a_line_survive():
     assert pixels[120 - ink.top:123 - ink.top, 112 - ink.left + 3:160 - ink.left - 3].max() < 0.05
 
 
+def test_the_bar_of_a_7_in_a_box_is_not_a_line_of_the_box():
+    """A 7 written in a box: its bar is as long as half the page, straight and thin enough for a
+    line, but shorter than the box's top and bottom and stopping inside the page; it stays (it was
+    erased, and the 7 read as a 1 or a 4), and the box goes."""
+    image = page()
+    draw = ImageDraw.Draw(image)
+    for y in (30, 210):
+        draw.rectangle([0, y, 299, y + 2], fill=(90, 130, 210))  # the top and bottom of a row of boxes
+    for x in (50, 250):
+        draw.rectangle([x, 30, x + 2, 212], fill=(90, 130, 210))  # the sides of the middle one
+    draw.rectangle([80, 60, 229, 71], fill=(20, 20, 30))  # the bar: half the page wide, 12 px thick
+    draw.line([(225, 66), (130, 195)], fill=(20, 20, 30), width=12)
+    ink = preprocess.find_ink(image)
+    assert (ink.left, ink.top) == (80, 60) and ink.pixels.shape == (139, 151)  # the 7's box, no line's
+    assert ink.pixels[:12, :150].mean() > 0.95  # the whole bar
+
+
 def _low_resolution_ring(resample):
     """A thick grey 0 scanned at 12x16 px, blown up 15 times: strokes fill whole blocks of the image."""
     small = Image.new("L", (12, 16), 190)

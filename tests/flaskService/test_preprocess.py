@@ -3,12 +3,13 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageChops, ImageDraw
 
 from flaskService import preprocess
 from flaskService.errors import ApiError
 from tests.conftest import SHARED_DATA, image_bytes
-from tests.renders import render
+from tests.numbers import number
+from tests.renders import dashed_line, render
 
 SEED_CANVAS = SHARED_DATA / "seed_canvas.jpeg"
 
@@ -287,3 +288,33 @@ def test_find_ink_maps_ink_back_to_the_upload(size, fmt, mode):
     x, y = _ink_centre_in_upload(ink)
     assert abs(x - centre[0]) < 1.5 / ink.scale and abs(y - centre[1]) < 1.5 / ink.scale, (x, y, centre)
     assert np.array_equal(ink.pixels, preprocess.ink_from_image(preprocess.decode_image(image_bytes(image, fmt, **options))))
+
+
+@pytest.fixture(scope="module")
+def row_of_digits(mnist):
+    """test_read's twelve digits 910132719271 on paper (the tops of their 9s, 7s, 2s and 0s line up),
+    as the difference from the paper that line removal works on: white ink on black."""
+    page = Image.open(io.BytesIO(number(mnist, 7, "separate", "paper_png", (12, 12)).data)).convert("L")
+    return ImageChops.subtract(Image.new("L", page.size, int(np.median(np.asarray(page)))), page)
+
+
+def test_line_removal_keeps_the_aligned_tops_of_a_row_of_digits(row_of_digits):
+    """The tops of a row of digits line up like a dashed rule, and the stems of its 1s stand like the
+    sides of boxes; but each top runs on into its digit, and the stems cross nothing: line removal
+    leaves every stroke as it was (it erased the tops, and the row was read as 31611321114211)."""
+    before = np.asarray(row_of_digits)
+    assert np.array_equal(np.asarray(preprocess._remove_lines(row_of_digits)), before)
+
+
+def test_a_dashed_rule_under_a_row_of_digits_is_removed(row_of_digits):
+    """The same row written above a dashed rule that crosses the page (drawn as renders.py draws the
+    田字格's dashed cross, one dash in ten crossed by nothing): the rule goes, every digit stays as it was."""
+    width, height = row_of_digits.size
+    page = Image.new("L", (width, 2 * height), 0)
+    page.paste(row_of_digits, (0, 0))
+    rule = Image.new("L", page.size, 0)
+    dashed_line(ImageDraw.Draw(rule), (0, height + 10), width, 2, height, horizontal=True)
+    on_rule = np.asarray(rule) > 0
+    cleaned = np.asarray(preprocess._remove_lines(ImageChops.lighter(page, rule)))
+    assert on_rule.sum() > width // 2 and not cleaned[on_rule].any()
+    assert np.array_equal(cleaned[~on_rule], np.asarray(page)[~on_rule])

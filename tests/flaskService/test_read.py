@@ -107,14 +107,9 @@ def test_a_single_digit_is_a_one_character_text(client, mnist):
     assert body["text"] == str(mnist["y_test"][0]) and len(body["digits"]) == 1
 
 
-# Known faults, kept visible (strict: a fix makes these fail until the marker goes): issue 15 is open.
-LINE_REMOVAL_ERASES_ALIGNED_TOPS = pytest.mark.xfail(strict=True, reason=(
-    "preprocess's line removal takes the aligned tops of a long row of digits (a 9's and a 7's) for a dashed "
-    "printed rule and erases them: 910132719271 reads as 31611321114211"))
-
-
-@LINE_REMOVAL_ERASES_ALIGNED_TOPS
 def test_twelve_separate_digits(client, mnist):
+    """A long row: the aligned tops of its 9s and 7s are not a dashed printed rule, nor the stems of
+    its 1s a row of box sides (line removal erased them, and it read as 31611321114211)."""
     sample = number(mnist, 7, "separate", "paper_png", (12, 12))
     assert read(client, sample.data)["text"] == sample.text
 
