@@ -42,7 +42,7 @@ SAME_SPLIT = 0.02  # ... and so are seams whose left sides hold ink within this 
 SURE = 0.9  # a group narrower than SPLIT_ASPECT is one digit when the model's raw probability of its digit is this
 CUT_PENALTY = 0.4  # log-probability a cut costs: a half 0 reads as a confident 1, two of them must not beat one 0
 SEAM_INK = 0.5  # ... and this much per stroke width of ink it crosses (two neighbours touch at one stroke; a 0 is cut through two)
-WIDEST = 1.5  # no digit is wider than this times its group's height: wider runs are not classified
+WIDEST = 1.1  # no digit is wider than this times its group's height: wider runs are not classified (but the whole group)
 # Width over height of each digit's ink in MNIST's training split, the median: a piece read as a 4
 # but 1.3 times as wide as tall is more likely two digits squashed (a 10-output model cannot say so) ...
 ASPECTS = (0.9, 0.4, 0.95, 0.8, 0.8, 0.95, 0.7, 0.8, 0.75, 0.7)
@@ -78,8 +78,8 @@ def read_ink(ink, classify):
     _classify(groups, classify)
     searched = [_candidates(group) if _needs_cutting(group) else ({(0, 1): group}, [0.0, 0.0]) for group in groups]
     # Every candidate piece of every group that needs cutting is classified in one batch: one call.
-    _classify([piece for candidates, _ in searched for piece in candidates.values()
-               if piece is not FRAGMENT_PIECE and piece.classes is None], classify)
+    _classify(list({id(piece): piece for candidates, _ in searched for piece in candidates.values()
+                    if piece is not FRAGMENT_PIECE and piece.classes is None}.values()), classify)
     pieces = [piece for group, (candidates, costs) in zip(groups, searched)
               for piece in _best_cuts(candidates, costs, group.writing)]
     if pieces and not any(piece.classes.is_digit for piece in pieces):
@@ -238,9 +238,9 @@ def _candidates(group):
     seams, costs = _seams(group.pixels)
     seams = [np.full(height, -1)] + seams + [np.full(height, width - 1)]
     costs = [0.0] + [cost / stroke for cost in costs] + [0.0]
-    candidates = {}
+    candidates, same_ink = {}, {}
     for start in range(len(seams) - 1):
-        for stop in range(start + 1, len(seams)):
+        for stop in range(start + 1, len(seams) - (start == 0)):
             if stop > start + 1 and seams[stop].min() - seams[start].max() > WIDEST * height:
                 break
             piece = _between(group, seams[start], seams[stop])
@@ -248,8 +248,13 @@ def _candidates(group):
             # is not worth classifying; the search may leave it out, at a cost.
             if piece is not None and piece.pixels.shape[0] < FRAGMENT * height:
                 piece = FRAGMENT_PIECE
+            elif piece is not None:
+                # Seams that differ only where there is no ink cut the same piece: it is read once.
+                piece = same_ink.setdefault((piece.box, piece.pixels.tobytes()), piece)
             if piece is not None:
                 candidates[start, stop] = piece
+    # The whole group is one candidate however wide (a wide 2 or 7 alone): it was read already.
+    candidates[0, len(seams) - 1] = group
     return candidates, costs
 
 
@@ -285,13 +290,19 @@ def _seams(ink):
     cost += SEAM_DRIFT * np.abs(offsets) / reach * 0.5  # prefer the band's middle a little: fewer twins
     total = cost[0].copy()
     moves = np.zeros((height, len(centres), len(offsets)), np.int8)
-    inf = np.full((len(centres), 1), np.inf)
+    from_left, from_right = np.full_like(total, np.inf), np.full_like(total, np.inf)
     for row in range(1, height):
-        options = np.stack([np.concatenate([inf, total[:, :-1]], axis=1) + SEAM_DRIFT, total,
-                            np.concatenate([total[:, 1:], inf], axis=1) + SEAM_DRIFT])
-        choice = options.argmin(axis=0)
-        moves[row] = choice - 1
-        total = np.take_along_axis(options, choice[None], axis=0)[0] + cost[row]
+        # Each path comes from the column left of it, its own or the one right of it, whichever is
+        # cheapest (on a tie the leftmost, as argmin over the three would choose).
+        from_left[:, 1:] = total[:, :-1] + SEAM_DRIFT
+        from_right[:, :-1] = total[:, 1:] + SEAM_DRIFT
+        best, move = from_right.copy(), moves[row]
+        move[:] = 1
+        stay = total <= best
+        best[stay], move[stay] = total[stay], 0
+        left = from_left <= best
+        best[left], move[left] = from_left[left], -1
+        total = best + cost[row]
     ends = total.argmin(axis=1)
     bands = np.arange(len(centres))
     paths = np.empty((len(centres), height), np.int64)
