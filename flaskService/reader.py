@@ -42,6 +42,7 @@ SAME_SPLIT = 0.02  # ... and so are seams whose left sides hold ink within this 
 SURE = 0.9  # a group narrower than SPLIT_ASPECT is one digit when the model's raw probability of its digit is this
 CUT_PENALTY = 0.4  # log-probability a cut costs: a half 0 reads as a confident 1, two of them must not beat one 0
 SEAM_INK = 0.5  # ... and this much per stroke width of ink it crosses (two neighbours touch at one stroke; a 0 is cut through two)
+SHARED = 1  # px (work image) of ink beyond each seam that both pieces either side of it keep
 WIDEST = 1.1  # no digit is wider than this times its group's height: wider runs are not classified (but the whole group)
 # Width over height of each digit's ink in MNIST's training split, the median: a piece read as a 4
 # but 1.3 times as wide as tall is more likely two digits squashed (a 10-output model cannot say so) ...
@@ -243,7 +244,10 @@ def _candidates(group):
         for stop in range(start + 1, len(seams) - (start == 0)):
             if stop > start + 1 and seams[stop].min() - seams[start].max() > WIDEST * height:
                 break
-            piece = _between(group, seams[start], seams[stop])
+            # Each piece keeps SHARED columns of ink beyond a seam that cuts it: where the seam
+            # crosses a stroke both neighbours may own it.
+            piece = _between(group, np.maximum(seams[start] - SHARED * (start > 0), -1),
+                             np.minimum(seams[stop] + SHARED * (stop < len(seams) - 1), width - 1))
             # A piece much shorter than its group is a fragment (a 4's bar, a sliver of a cut 0): it
             # is not worth classifying; the search may leave it out, at a cost.
             if piece is not None and piece.pixels.shape[0] < FRAGMENT * height:

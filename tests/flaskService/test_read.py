@@ -17,10 +17,10 @@ from tests.renders import STYLES
 # Numbers read through the real server: each kind in every style, 2-5 digits. The figures the
 # reader reaches on the full evaluation set are in flaskService/number.json (evaluate_numbers.py).
 PER_KIND = 36
-# The shipped model reads these 36 per kind as: separate 33, touching 30, overlapping 16, uneven 34,
+# The shipped model reads these 36 per kind as: separate 33, touching 29, overlapping 16, uneven 35,
 # slant 35 (numbers of 2-5 digits: above number.json's 2-8). The floors are about two numbers below,
 # for float differences between machines; overlapping neighbours are still mostly misread (README).
-LEAST = {"separate": 31 / 36, "touching": 28 / 36, "overlapping": 14 / 36, "uneven": 33 / 36, "slant": 33 / 36}
+LEAST = {"separate": 31 / 36, "touching": 27 / 36, "overlapping": 14 / 36, "uneven": 33 / 36, "slant": 33 / 36}
 
 
 @pytest.fixture(scope="module")
