@@ -189,7 +189,10 @@ def find_ink(image):
 
     # Ink is whatever differs from the paper, so dark-on-light, light-on-dark and coloured pens
     # all come out as bright ink on black, with no polarity guess to get wrong.
-    difference = ImageChops.difference(image, Image.new(image.mode, image.size, _paper_colour(image)))
+    paper = _paper_colour(image)
+    # (Black paper, as MNIST-style uploads have, differs from nothing: the image is its own difference.)
+    difference = (image if paper in (0, (0, 0, 0))
+                  else ImageChops.difference(image, Image.new(image.mode, image.size, paper)))
     if difference.mode == "RGB":
         red, green, blue = difference.split()
         difference = ImageChops.lighter(ImageChops.lighter(red, green), blue)
@@ -221,7 +224,7 @@ def _common_mode(image):
 def _paper_colour(image, mask=None):
     """The background colour: per band, the median of the image's outer frame, which ink rarely
     fills (or, with a 0/255 mask, the median of the masked-in pixels)."""
-    histogram = np.asarray(image.histogram(mask), np.int64) if mask is not None else _frame_histogram(image)
+    histogram = _counts(image.histogram(mask)) if mask is not None else _frame_histogram(image)
     median = tuple(_paper_level(band) for band in histogram.reshape(-1, 256))
     return median[0] if len(median) == 1 else median
 
@@ -244,14 +247,18 @@ def _frame_histogram(image):
     w, h = image.size
     k = max(1, min(w, h) // 16)
     if min(w, h) <= 2 * k:  # too small to have a frame: the whole image is its frame
-        return np.asarray(image.histogram(), np.int64)
+        return _counts(image.histogram())
     if w * h <= 128 * 128:
         # Small images (MNIST-sized uploads): the whole image's histogram less its inside's is two
         # calls instead of eight, and the pixels are few.
-        return (np.asarray(image.histogram(), np.int64)
-                - np.asarray(image.crop((k, k, w - k, h - k)).histogram(), np.int64))
+        return _counts(image.histogram()) - _counts(image.crop((k, k, w - k, h - k)).histogram())
     frame = ((0, 0, w, k), (0, h - k, w, h), (0, k, k, h - k), (w - k, k, w, h - k))
-    return sum(np.asarray(image.crop(box).histogram(), np.int64) for box in frame)
+    return sum(_counts(image.crop(box).histogram()) for box in frame)
+
+
+def _counts(histogram):
+    """Pillow's histogram (a list) -> int64 array; np.fromiter takes half the time np.asarray does."""
+    return np.fromiter(histogram, np.int64, len(histogram))
 
 
 def _percentile(histogram, fraction):
