@@ -8,6 +8,7 @@ size. Each step below undoes one of those differences; the result is float32 in 
 Pure functions: bytes or arrays in, numpy out. The service and the training script (for folders of
 images) both import this module, so what the model is trained on is what it is served.
 """
+import functools
 import io
 import warnings
 from collections import namedtuple
@@ -249,11 +250,19 @@ def _frame_histogram(image):
     if min(w, h) <= 2 * k:  # too small to have a frame: the whole image is its frame
         return _counts(image.histogram())
     if w * h <= 128 * 128:
-        # Small images (MNIST-sized uploads): the whole image's histogram less its inside's is two
-        # calls instead of eight, and the pixels are few.
-        return _counts(image.histogram()) - _counts(image.crop((k, k, w - k, h - k)).histogram())
+        # Small images (MNIST-sized uploads, which come in few sizes): one call through a mask of
+        # the frame instead of eight, and the pixels are few.
+        return _counts(image.histogram(_frame_mask(w, h, k)))
     frame = ((0, 0, w, k), (0, h - k, w, h), (0, k, k, h - k), (w - k, k, w, h - k))
     return sum(_counts(image.crop(box).histogram()) for box in frame)
+
+
+@functools.lru_cache(maxsize=64)
+def _frame_mask(w, h, k):
+    """A w x h mode "1" mask of the outer frame k pixels wide."""
+    mask = Image.new("1", (w, h), 1)
+    mask.paste(0, (k, k, w - k, h - k))
+    return mask
 
 
 def _counts(histogram):
