@@ -229,8 +229,9 @@ def _paper_colour(image, mask=None):
     """The background colour: per band, the median of the image's outer frame, which ink rarely
     fills (or, with a 0/255 mask, the median of the masked-in pixels)."""
     histogram = _counts(image.histogram(mask)) if mask is not None else _frame_histogram(image)
-    median = tuple(_paper_level(band) for band in histogram.reshape(-1, 256))
-    return median[0] if len(median) == 1 else median
+    if len(histogram) == 256:  # one band: no tuple to build and take apart again
+        return _paper_level(histogram)
+    return tuple(_paper_level(band) for band in histogram.reshape(-1, 256))
 
 
 def _paper_level(histogram):
