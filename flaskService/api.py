@@ -32,7 +32,7 @@ def _prediction(answers, index, array):
     when the image is not one digit; `is_digit` says whether to trust it, `reason` why not."""
     score = answers.digit_score
     result = {"digit": int(answers.digits[index]), "confidence": float(answers.confidence[index]),
-              "probabilities": [float(p) for p in answers.probabilities[index]],
+              "probabilities": answers.probabilities[index].tolist(),
               "is_digit": bool(answers.is_digit[index]),
               "digit_score": None if score is None else float(score[index])}
     if answers.reasons[index] is not None:

@@ -7,9 +7,9 @@ of them. Without that variable (tests, `flask run`) the process's own registry i
 The metric objects live at module level because prometheus_client registers each name once per
 process; an app built twice (as the tests do) must share them.
 """
+import functools
 import os
 import time
-from contextlib import contextmanager
 
 from flask import Blueprint, Response, g, request
 from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram,
@@ -55,13 +55,27 @@ def metrics():
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
 
 
-@contextmanager
-def stage(name):
+@functools.cache
+def _series(metric, *labels):
+    """metric.labels(*labels), looked up once per process: labels() takes a lock and checks its
+    values on every call, several times per request. Holds one entry per series, as the metric does."""
+    return metric.labels(*labels)
+
+
+class stage:
     """Time one stage of a prediction (`preprocess` or `inference`); a stage that raises (a bad
-    request) is not a sample of how long the work takes, so it is not recorded."""
-    started = time.perf_counter()
-    yield
-    STAGE_SECONDS.labels(name).observe(time.perf_counter() - started)
+    request) is not a sample of how long the work takes, so it is not recorded. (A class, not a
+    @contextmanager: that costs a generator and its bookkeeping twice per request.)"""
+
+    def __init__(self, name):
+        self.series = _series(STAGE_SECONDS, name)
+
+    def __enter__(self):
+        self.started = time.perf_counter()
+
+    def __exit__(self, kind, value, traceback):
+        if kind is None:
+            self.series.observe(time.perf_counter() - self.started)
 
 
 def record_answers(answers):
@@ -69,29 +83,29 @@ def record_answers(answers):
     and every image by is_digit and reason. The access log (logs.py) reports the digits too."""
     digits = [int(d) for d in answers.digits]
     for digit, is_digit, reason in zip(digits, answers.is_digit, answers.reasons):
-        ANSWERS.labels("true" if is_digit else "false", reason or "none").inc()
+        _series(ANSWERS, "true" if is_digit else "false", reason or "none").inc()
         if is_digit:
-            DIGITS.labels(str(digit)).inc()
+            _series(DIGITS, str(digit)).inc()
     g.digits = digits
 
 
 def record_readings(texts):
     """Count the numbers one /read request read, by length (not by text: numbers may be private)."""
     for text in texts:
-        NUMBERS.labels(str(min(len(text), 13))).inc()
+        _series(NUMBERS, str(min(len(text), 13))).inc()
 
 
 def _record_request(response):
     # The route's pattern, not the raw path: a scan of random URLs must not create a series per URL.
     current = request._get_current_object()  # not the thread-local proxy, on every request
     endpoint = current.url_rule.rule if current.url_rule is not None else "unmatched"
-    REQUESTS.labels(endpoint, current.method, str(response.status_code)).inc()
+    _series(REQUESTS, endpoint, current.method, str(response.status_code)).inc()
     started = g.get("request_started")
     if started is not None:
-        REQUEST_SECONDS.labels(endpoint).observe(time.perf_counter() - started)
+        _series(REQUEST_SECONDS, endpoint).observe(time.perf_counter() - started)
     code = g.get("error_code")
     if code is not None:
-        ERRORS.labels(code).inc()
+        _series(ERRORS, code).inc()
     return response
 
 

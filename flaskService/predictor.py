@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 # Interpreters are sized for these batch sizes; a request is padded up to the next one, so no
 # request pays for re-allocating tensors. 256 is the API's largest batch.
 BATCH_SIZES = (1, 4, 16, 64, 256)
+_TINY = np.finfo(np.float32).tiny  # looked up once, not per request
 
 
 class Classification:
@@ -49,7 +50,7 @@ class Classification:
     def __init__(self, probabilities, min_digit_score):
         digits = probabilities[:, :NUM_CLASSES]
         digit_score = digits.sum(axis=1)
-        self.probabilities = digits / np.maximum(digit_score, np.finfo(np.float32).tiny)[:, None]
+        self.probabilities = digits / np.maximum(digit_score, _TINY)[:, None]
         self.digits = self.probabilities.argmax(axis=1)
         self.confidence = self.probabilities[np.arange(len(digits)), self.digits]
         if probabilities.shape[1] == NUM_CLASSES:

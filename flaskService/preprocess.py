@@ -8,6 +8,7 @@ size. Each step below undoes one of those differences; the result is float32 in 
 Pure functions: bytes or arrays in, numpy out. The service and the training script (for folders of
 images) both import this module, so what the model is trained on is what it is served.
 """
+import functools
 import io
 import warnings
 from collections import namedtuple
@@ -35,6 +36,9 @@ DENOISE_MIN_SIDE = 64  # below this, strokes are too thin to smooth (MNIST-sized
 MIXED_FRAME = 60  # a frame whose 10th and 90th percentiles lie this far apart (of 255) holds ink
 CLEAN_PAPER = 6  # the paper's own variation (90th percentile, of 255) up to which it needs no cleaning
 TRIM = 0.002  # share of the ink mass cut from each side when finding the digit's extent
+# Up to this many pixels (a 28x28 upload), numpy counts an image's levels from its bytes faster than
+# Pillow's histogram, a list, becomes an array; and the bytes are at hand to cut the ink from.
+NUMPY_COUNTS = 64 * 64
 
 # Printed lines: runs at least LINE_LENGTH of the image's width (or height) long, MIN_LINE pixels at
 # least, at most 1/LINE_SLIMNESS of that thick; dashed lines are inked over DASH_DUTY of their length.
@@ -62,6 +66,11 @@ WHOLE = 0.9  # a lone line must cross this much of the image ...
 LONE_LEFT = 0.3  # ... and leave this share of the ink
 MIN_INK = 16  # pixels: less ink than this left once the lines are gone is a blank form
 TICK_LENGTH = 0.06  # the ticks of a comb field are at least this share of the image tall
+
+# 0..255 (int64, float32), and the quantiles _paper_level reads: made once, not per image.
+_LEVELS = np.arange(256)
+_LEVELS_F32 = _LEVELS.astype(np.float32)
+_PAPER_FRACTIONS = np.array([0.1, 0.5, 0.9])
 
 # decode_image notes in image.info the scale a JPEG was decoded at (1/2, 1/4, 1/8 for big photos),
 # so that find_ink's coordinates refer to the image as uploaded.
@@ -184,7 +193,10 @@ def find_ink(image):
 
     # Ink is whatever differs from the paper, so dark-on-light, light-on-dark and coloured pens
     # all come out as bright ink on black, with no polarity guess to get wrong.
-    difference = ImageChops.difference(image, Image.new(image.mode, image.size, _paper_colour(image)))
+    paper = _paper_colour(image)
+    # (Black paper, as MNIST-style uploads have, differs from nothing: the image is its own difference.)
+    difference = (image if paper in (0, (0, 0, 0))
+                  else ImageChops.difference(image, Image.new(image.mode, image.size, paper)))
     if difference.mode == "RGB":
         red, green, blue = difference.split()
         difference = ImageChops.lighter(ImageChops.lighter(red, green), blue)
@@ -216,17 +228,18 @@ def _common_mode(image):
 def _paper_colour(image, mask=None):
     """The background colour: per band, the median of the image's outer frame, which ink rarely
     fills (or, with a 0/255 mask, the median of the masked-in pixels)."""
-    histogram = np.asarray(image.histogram(mask), np.int64) if mask is not None else _frame_histogram(image)
-    median = tuple(_paper_level(band) for band in histogram.reshape(-1, 256))
-    return median[0] if len(median) == 1 else median
+    histogram = _counts(image.histogram(mask)) if mask is not None else _frame_histogram(image)
+    if len(histogram) == 256:  # one band: no tuple to build and take apart again
+        return _paper_level(histogram)
+    return tuple(_paper_level(band) for band in histogram.reshape(-1, 256))
 
 
 def _paper_level(histogram):
     """The median of a band's histogram; but where ink fills much of the frame (a digit cut out
     tight, blown up and blurred) the median falls between paper and ink, and every stroke would
     come out as two thin outlines: there, the median of the larger of the two classes Otsu splits."""
-    cumulative = np.cumsum(histogram)
-    low, median, high = np.searchsorted(cumulative, np.array([0.1, 0.5, 0.9]) * cumulative[-1])
+    cumulative = histogram.cumsum()
+    low, median, high = cumulative.searchsorted(_PAPER_FRACTIONS * cumulative[-1])
     if high - low < MIXED_FRAME:
         return int(median)
     split = _otsu(histogram) + 1
@@ -239,20 +252,36 @@ def _frame_histogram(image):
     w, h = image.size
     k = max(1, min(w, h) // 16)
     if min(w, h) <= 2 * k:  # too small to have a frame: the whole image is its frame
-        return np.asarray(image.histogram(), np.int64)
+        return _counts(image.histogram())
     if w * h <= 128 * 128:
-        # Small images (MNIST-sized uploads): the whole image's histogram less its inside's is two
-        # calls instead of eight, and the pixels are few.
-        return (np.asarray(image.histogram(), np.int64)
-                - np.asarray(image.crop((k, k, w - k, h - k)).histogram(), np.int64))
+        # Small images (MNIST-sized uploads, which come in few sizes): one call through a mask of
+        # the frame instead of eight, and the pixels are few.
+        return _counts(image.histogram(_frame_mask(w, h, k)))
     frame = ((0, 0, w, k), (0, h - k, w, h), (0, k, k, h - k), (w - k, k, w, h - k))
-    return sum(np.asarray(image.crop(box).histogram(), np.int64) for box in frame)
+    return sum(_counts(image.crop(box).histogram()) for box in frame)
+
+
+@functools.lru_cache(maxsize=64)
+def _frame_mask(w, h, k):
+    """A w x h mode "1" mask of the outer frame k pixels wide."""
+    mask = Image.new("1", (w, h), 1)
+    mask.paste(0, (k, k, w - k, h - k))
+    return mask
+
+
+def _counts(histogram):
+    """Pillow's histogram (a list) -> int64 array; np.fromiter takes half the time np.asarray does."""
+    return np.fromiter(histogram, np.int64, len(histogram))
 
 
 def _percentile(histogram, fraction):
     """The level below which `fraction` of a 256-bin histogram's pixels lie."""
-    cumulative = np.cumsum(histogram)
-    return int(np.searchsorted(cumulative, fraction * cumulative[-1]))
+    return _level_at(np.cumsum(histogram), fraction)
+
+
+def _level_at(cumulative, fraction):
+    """_percentile from the histogram's cumulative sum."""
+    return int(cumulative.searchsorted(fraction * cumulative[-1]))
 
 
 def _one_colour(image, opaque):
@@ -534,33 +563,43 @@ def _run_filter(array, length, op, pad):
 def _ink(difference, scale, histogram=None):
     """8-bit difference from the paper (and its histogram, if already counted) -> Ink in [0, 1]: the
     paper's noise floor to 0, solid ink to 1, cut to the box around it."""
-    histogram = np.asarray(histogram or difference.histogram(), np.float64)
-    levels = np.flatnonzero(histogram)
+    # (Per image this is a few dozen numpy calls on 256 numbers, which cost more than the pixels of a
+    # 28x28 upload: one cumulative sum serves Otsu and both percentiles.)
+    pixels = None
+    if histogram is None and difference.width * difference.height <= NUMPY_COUNTS:
+        pixels = np.frombuffer(difference.tobytes(), np.uint8).reshape(difference.height, difference.width)
+        histogram = np.bincount(pixels.ravel(), minlength=256).astype(np.float64)
+    else:
+        histogram = np.fromiter(histogram or difference.histogram(), np.float64, 256)
+    levels = histogram.nonzero()[0]
     if len(levels) < 2 or levels[-1] < MIN_CONTRAST * 255:  # one flat level, or too faint to be ink
         raise _blank()
-    threshold = _otsu(histogram)
+    cumulative = histogram.cumsum()  # whole counts: every sum and difference of them below is exact
+    threshold = _otsu(histogram, cumulative)
     # The paper's own noise: the level under which 99% of the background pixels lie, capped at half
     # the ink threshold so the soft edges of strokes survive.
-    floor = min(_percentile(histogram[: threshold + 1], 0.99), threshold // 2)
-    if not histogram[threshold + 1:].any():
+    floor = min(_level_at(cumulative[: threshold + 1], 0.99), threshold // 2)
+    if cumulative[-1] == cumulative[threshold]:  # nothing above the threshold
         raise _blank()
-    solid = threshold + 1 + _percentile(histogram[threshold + 1:], 0.9)
-    lut = np.clip((np.arange(256, dtype=np.float32) - floor) / max(solid - floor, 1), 0.0, 1.0)
+    solid = threshold + 1 + _level_at(cumulative[threshold + 1:] - cumulative[threshold], 0.9)
+    lut = ((_LEVELS_F32 - floor) / max(solid - floor, 1)).clip(0.0, 1.0)
     # Only the box around every non-zero level can hold ink; a canvas is mostly empty around it.
     box = difference.getbbox()
-    return Ink(lut[np.asarray(difference.crop(box))], box[0], box[1], scale)
+    inked = np.asarray(difference.crop(box)) if pixels is None else pixels[box[1]:box[3], box[0]:box[2]]
+    return Ink(lut[inked], box[0], box[1], scale)
 
 
-def _otsu(histogram):
-    """The level that best splits the histogram into two classes (Otsu, 1979)."""
-    levels = np.arange(256)
+def _otsu(histogram, weight=None):
+    """The level that best splits the histogram into two classes (Otsu, 1979). `weight`: the
+    histogram's cumulative sum as float64, if already taken."""
     histogram = np.asarray(histogram, np.float64)  # int64 would overflow in the squares below
-    weight = np.cumsum(histogram)
-    mass = np.cumsum(histogram * levels)
+    if weight is None:
+        weight = histogram.cumsum()
+    mass = (histogram * _LEVELS).cumsum()
     total, total_mass = weight[-1], mass[-1]
     # Where one class is empty the numerator is 0 too: those levels score 0, never the best split.
     between = (total_mass * weight - total * mass) ** 2 / np.maximum(weight * (total - weight), 1e-9)
-    return int(np.argmax(between[:-1]))
+    return int(between[:-1].argmax())
 
 
 def centre_like_mnist(ink):
@@ -582,8 +621,8 @@ def centre_like_mnist(ink):
     mass = row_mass.sum()
     if mass <= 0:
         raise _blank()
-    top = _offset(CENTRE - row_mass @ np.arange(digit.shape[0]) / mass, digit.shape[0])
-    left = _offset(CENTRE - col_mass @ np.arange(digit.shape[1]) / mass, digit.shape[1])
+    top = _offset(CENTRE - row_mass @ _LEVELS[:digit.shape[0]] / mass, digit.shape[0])
+    left = _offset(CENTRE - col_mass @ _LEVELS[:digit.shape[1]] / mass, digit.shape[1])
     out = np.zeros((SIZE, SIZE), np.float32)
     out[top:top + digit.shape[0], left:left + digit.shape[1]] = digit
     return out
@@ -594,9 +633,9 @@ def _extent(profile):
     total = profile.sum()
     if total <= 0:
         return None
-    cumulative = np.cumsum(profile)
-    start = int(np.searchsorted(cumulative, TRIM * total, side="right"))
-    stop = int(np.searchsorted(cumulative, (1 - TRIM) * total, side="left")) + 1
+    cumulative = profile.cumsum()
+    start = int(cumulative.searchsorted(TRIM * total, side="right"))
+    stop = int(cumulative.searchsorted((1 - TRIM) * total, side="left")) + 1
     return start, max(stop, start + 1)
 
 
