@@ -336,6 +336,11 @@ STROKE_VARIATION = 0.5
 # Each happens to this share of the images.
 LINE_REMNANT_SHARE = 0.08
 STROKE_GAP_SHARE = 0.08
+# Old scans and thumbnails: a digit only 8-16 pixels tall, blown up by whatever viewer was at hand.
+# The service scales its 20 px box back up, blocky or blurred: this share of the images is made
+# that coarse (its box shrunk to LOW_RESOLUTION_BOX pixels and enlarged again).
+LOW_RESOLUTION_SHARE = 0.1
+LOW_RESOLUTION_BOX = (8, 16)
 
 
 def build_augmenter(seed):
@@ -404,6 +409,19 @@ def build_augmenter(seed):
         images = tf.where(remnant, tf.maximum(images, between((n, 1, 1, 1), 0.3, 1)), images)
         return tf.where(gap, 0.0, images)
 
+    def low_resolution(images):
+        """Some images shrunk to a coarse grid (one size per batch) and enlarged again, half of
+        them blocky (nearest neighbour), half blurred (bilinear)."""
+        n = tf.shape(images)[0]
+        box = between((), *LOW_RESOLUTION_BOX)
+        side = tf.cast(tf.round(box * height / 20), "int32")  # the 20 px box at `box` px: the image at `side`
+        small = tf.image.resize(images, (side, side), method="area")
+        blocky = tf.image.resize(small, (height, width), method="nearest")
+        blurred = tf.image.resize(small, (height, width), method="bilinear")
+        kind = between((n, 1, 1, 1), 0, 1)
+        coarse = tf.where(kind < LOW_RESOLUTION_SHARE / 2, blocky, blurred)
+        return tf.where(kind < LOW_RESOLUTION_SHARE, coarse, images)
+
     def augment(images):
         n = tf.shape(images)[0]
         images = resample(images, source_points(n))
@@ -412,7 +430,7 @@ def build_augmenter(seed):
         stroke = uniform((n, 1, 1, 1), STROKE_VARIATION)
         images = (images + tf.nn.relu(stroke) * (thicker - images)
                   + tf.nn.relu(-stroke) * (thinner - images))
-        return line_remnants(images)
+        return low_resolution(line_remnants(images))
 
     return augment
 
@@ -839,6 +857,8 @@ def run(args, command):
                 "stroke_variation": STROKE_VARIATION,
                 "line_remnant_share": LINE_REMNANT_SHARE,
                 "stroke_gap_share": STROKE_GAP_SHARE,
+                "low_resolution_share": LOW_RESOLUTION_SHARE,
+                "low_resolution_box_pixels": list(LOW_RESOLUTION_BOX),
             } if args.augment else None,
             "seed": args.seed,
             "init": {"path": str(args.init), "sha256": sha256_of(args.init)} if args.init else None,

@@ -2,6 +2,7 @@
 confidence is calibrated. The images that are not digits come from tests/nondigits.py, whose
 generators training never uses; the digits are MNIST test digits, as sent and re-rendered."""
 import base64
+import json
 from collections import Counter
 
 import numpy as np
@@ -14,10 +15,10 @@ from tests.conftest import MODEL_PATH, SHARED_DATA, assert_error, gunicorn_start
 from tests.flaskService.test_metrics import samples
 from tests.renders import STYLES, render
 
-# Right among the accepted: the issue's target is 99.6%; the shipped model reaches 99.52% on the
-# 10,000 test digits, so this guards what it does (a drop below it fails) and the README says the
-# target is missed.
-RIGHT_AMONG_ACCEPTED = 0.995
+# Right among the accepted: the issue's target is 99.6%; the shipped model reaches 99.598% on the
+# 10,000 test digits (9,913 of 9,953 accepted: one image short of the target), so this guards what it
+# does (a drop below it fails) and the README says the target is missed.
+RIGHT_AMONG_ACCEPTED = 0.9955
 PER_KIND = 60  # images of each kind that is not one digit: 9 kinds + several digits = 600 requests
 RENDERED = 600  # test digits re-rendered as people send them
 
@@ -104,12 +105,17 @@ def test_each_kind_of_non_digit_is_flagged(client, not_one_digit, kind):
     assert all(0 <= a["digit"] <= 9 and len(a["probabilities"]) == 10 for a in answered)
 
 
-def test_non_digits_flagged_overall(client, not_one_digit):
-    """At least 97% of non-digits flagged, over all kinds together."""
-    answers = [a for kind in nondigits.KINDS for a in ask(client, not_one_digit[kind])]
+def test_non_digits_flagged_overall(client, mnist):
+    """At least 97% of non-digits flagged, over all kinds together, on the evaluation set the model
+    card reports (evaluate.py --rejection: 300 of each kind), sent through /predict. (The 60 per kind
+    the other tests use are a spot check: near the target, one image moves them 0.2 points.)"""
+    card = json.loads(MODEL_PATH.with_suffix(".json").read_text())["evaluation"]
+    images = nondigits.evaluation_set(mnist["x_test"], 300)
+    answers = [a for kind in nondigits.KINDS for a in ask(client, images[kind])]
     flagged = np.mean([not a["is_digit"] for a in answers])
-    print(f"non-digits flagged {flagged:.4f} of {len(answers)}")
+    print(f"non-digits flagged {flagged:.4f} of {len(answers)} (card: {card['not_a_digit_flagged']:.4f})")
     assert flagged >= 0.97
+    assert abs(flagged - card["not_a_digit_flagged"]) <= 0.002  # the card's figure is what the service does
 
 
 def test_several_digits_are_flagged_as_several(client, not_one_digit):
