@@ -1,0 +1,221 @@
+"""Training data for the number model: lines of handwriting composed on the fly from MNIST
+*training* digits, painted the ways people send them, and read back through the service's own
+find_ink (line removal included) and sequence.line_input, so training sees what serving sees.
+
+The evaluation set (tests/numbers.py, tests/renders.py) is built from the *test* digits by other
+code, with its own layouts and styles: nothing here is shared with it.
+"""
+import io
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+from flaskService import preprocess, sequence
+from flaskService.errors import ApiError
+
+MAX_DIGITS = 12
+LENGTH_WEIGHTS = np.array([1.0] * MAX_DIGITS)  # lengths 1-12 equally often
+# How neighbours sit: apart (a gap), touching (ink meets in some row), crossing (pushed further).
+GAPS = {"separate": 0.4, "touching": 0.3, "overlapping": 0.3}
+SEPARATE_GAP = (1, 14)  # px at MNIST scale (a digit is ~20 px tall)
+WIDE_GAP_SHARE = 0.1  # ... and this share of gaps much wider, up to a digit's height
+OVERLAP = (1, 0.25)  # px beyond touching: 1 to this share of the narrower neighbour's width
+SIZE_JITTER = 0.15  # each digit scaled by 1 +- this
+BASELINE_JITTER = 3  # px up or down per digit
+SLANT = (-0.3, 0.4)  # shear of the whole line (x moves by slant * height)
+SLANT_SHARE = 0.35
+STROKE_SHARE = 0.3  # share of lines drawn with a thicker or thinner pen
+STYLED_SHARE = 0.6  # share of lines painted as an upload and read back with find_ink; the rest stay clean
+# A painted line whose inked columns, read back, match the clean line's less than this (intersection
+# over union) lost a digit to line removal (a 1 beside a box's edge): its label would be wrong.
+SAME_COLUMNS = 0.85
+
+PENS = ((15, 15, 20), (25, 35, 150), (150, 20, 25), (30, 100, 45), (70, 70, 75))
+PAPERS = ((250, 250, 250), (240, 236, 225), (225, 228, 232), (255, 253, 240))
+RULES = ((140, 170, 220), (170, 170, 170), (220, 120, 120), (120, 120, 120))
+
+
+def split_digits(y, validation_fraction, seed):
+    """Indices of the MNIST training digits for training and for validation, disjoint."""
+    order = np.random.default_rng(seed).permutation(len(y))
+    cut = round(len(y) * validation_fraction)
+    return order[cut:], order[:cut]
+
+
+def crop(digit):
+    """A 28x28 uint8 digit -> float32 ink in [0, 1] cut to its box."""
+    ink = digit.astype(np.float32) / 255
+    rows, cols = np.flatnonzero(ink.max(axis=1) > 0.1), np.flatnonzero(ink.max(axis=0) > 0.1)
+    return ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+
+
+def _resized(ink, factor):
+    size = (max(1, round(ink.shape[1] * factor)), max(1, round(ink.shape[0] * factor)))
+    return np.asarray(Image.fromarray(ink, "F").resize(size, Image.Resampling.BILINEAR))
+
+
+def _touching_left(canvas, piece, top):
+    """The leftmost column where `piece` can start at row `top` without its ink (> 0.3) overlapping
+    the canvas's in any row: where its ink touches its left neighbour's."""
+    reach = 0
+    for r in range(piece.shape[0]):
+        mine = np.flatnonzero(piece[r] > 0.3)
+        theirs = np.flatnonzero(canvas[top + r] > 0.3)
+        if len(mine) and len(theirs):
+            reach = max(reach, theirs[-1] + 1 - mine[0])
+    return reach
+
+
+def compose(digits, rng):
+    """28x28 uint8 MNIST digits -> one float32 line of ink (white on black, [0, 1]) holding them left
+    to right, spaced, sized and slanted at random."""
+    pieces = [np.clip(_resized(crop(d), 1 + rng.uniform(-SIZE_JITTER, SIZE_JITTER)), 0, 1) for d in digits]
+    height = max(p.shape[0] for p in pieces) + 2 * BASELINE_JITTER + 4
+    width = sum(p.shape[1] for p in pieces) + len(pieces) * (SEPARATE_GAP[1] + 28) + 8
+    canvas = np.zeros((height, width), np.float32)
+    left = 2
+    for index, piece in enumerate(pieces):
+        top = int(np.clip((height - piece.shape[0]) // 2 + rng.integers(-BASELINE_JITTER, BASELINE_JITTER + 1),
+                          0, height - piece.shape[0]))
+        if index:
+            kind = rng.choice(list(GAPS), p=list(GAPS.values()))
+            right_edge = int(np.flatnonzero(canvas.max(axis=0) > 0)[-1]) + 1
+            if kind == "separate":
+                wide = rng.random() < WIDE_GAP_SHARE
+                left = right_edge + int(rng.integers(*(SEPARATE_GAP if not wide else (SEPARATE_GAP[1], 28))))
+            else:
+                left = _touching_left(canvas, piece, top)
+                if kind == "overlapping":
+                    narrower = min(piece.shape[1], pieces[index - 1].shape[1])
+                    left -= int(rng.integers(OVERLAP[0], max(2, round(narrower * OVERLAP[1]) + 1)))
+                left = max(left, 0)
+        region = canvas[top:top + piece.shape[0], left:left + piece.shape[1]]
+        np.maximum(region, piece[:, :region.shape[1]], out=region)
+    cols = np.flatnonzero(canvas.max(axis=0) > 0)
+    line = canvas[:, :cols[-1] + 3]
+    if rng.random() < SLANT_SHARE:
+        line = _sheared(line, rng.uniform(*SLANT))
+    if rng.random() < STROKE_SHARE:
+        line = _pen(line, rng)
+    return line
+
+
+def _sheared(line, shear):
+    height, width = line.shape
+    extra = int(np.ceil(abs(shear) * height))
+    wide = np.zeros((height, width + extra), np.float32)
+    wide[:, extra if shear < 0 else 0:][:, :width] = line
+    # x' = x - shear * (y - height): the bottom stays, the top leans right for shear > 0.
+    matrix = (1, shear, -shear * height, 0, 1, 0)
+    return np.asarray(Image.fromarray(wide, "F").transform(wide.shape[::-1], Image.Transform.AFFINE, matrix,
+                                                           Image.Resampling.BILINEAR))
+
+
+def _pen(line, rng):
+    """A thicker (3x3 maximum) or thinner (3x3 minimum) pen, blended in by a random share."""
+    image = Image.fromarray(line, "F")
+    other = image.filter(ImageFilter.MaxFilter(3) if rng.random() < 0.6 else ImageFilter.MinFilter(3))
+    share = rng.uniform(0.3, 1)
+    return (1 - share) * line + share * np.asarray(other)
+
+
+def paint(line, rng):
+    """A line of ink -> encoded image bytes as an upload: enlarged onto a page of paper, a photo, a
+    transparent canvas or white-on-black, in some pen, sometimes on ruled or boxed paper."""
+    factor = rng.uniform(1.5, 4.0)
+    size = (max(1, round(line.shape[1] * factor)), max(1, round(line.shape[0] * factor)))
+    ink = Image.fromarray(np.round(np.clip(line, 0, 1) * 255).astype(np.uint8), "L").resize(
+        size, Image.Resampling.BICUBIC)
+    pad_x, pad_y = int(rng.uniform(0.05, 0.3) * size[1]) + 2, int(rng.uniform(0.1, 0.5) * size[1]) + 2
+    mask = Image.new("L", (size[0] + 2 * pad_x, size[1] + 2 * pad_y), 0)
+    mask.paste(ink, (pad_x, pad_y))
+    style = rng.choice(("paper", "photo", "canvas", "dark", "ruled", "boxed"), p=(0.25, 0.2, 0.15, 0.1, 0.15, 0.15))
+    pen = PENS[rng.integers(len(PENS))]
+    if style == "canvas":
+        rgba = Image.new("RGBA", mask.size, pen + (0,))
+        rgba.putalpha(mask)
+        return _encoded(rgba, "PNG")
+    paper = (0, 0, 0) if style == "dark" else PAPERS[rng.integers(len(PAPERS))]
+    if style == "dark":
+        pen = (255, 255, 255)
+    page = Image.new("RGB", mask.size, paper)
+    if style in ("ruled", "boxed"):
+        _rules(page, (pad_x, pad_y, pad_x + size[0], pad_y + size[1]), style, size[1] / line.shape[0], rng)
+    page.paste(Image.new("RGB", mask.size, pen), (0, 0), mask)
+    if style == "photo":
+        pixels = np.asarray(page, np.float32)
+        h, w = pixels.shape[:2]
+        light = 1 - rng.uniform(0, 0.3) * np.linspace(0, 1, w)[None, :] - rng.uniform(0, 0.2) * np.linspace(0, 1, h)[:, None]
+        pixels = pixels * light[..., None] + rng.normal(0, rng.uniform(2, 8), pixels.shape)
+        page = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB").filter(
+            ImageFilter.GaussianBlur(rng.uniform(0.3, 1.2)))
+    return _encoded(page, "JPEG" if style in ("photo", "dark") or rng.random() < 0.3 else "PNG")
+
+
+def _rules(page, writing, style, scale, rng):
+    """Ruled lines under the writing, or a row of boxes around it (one per ~digit width)."""
+    draw = ImageDraw.Draw(page)
+    colour = RULES[rng.integers(len(RULES))]
+    thick = max(1, round(scale * rng.uniform(0.3, 0.8)))
+    left, top, right, bottom = writing
+    if style == "ruled":
+        spacing = (bottom - top) * rng.uniform(1.1, 1.5)
+        base = bottom + rng.uniform(-0.1, 0.15) * (bottom - top)
+        y = base
+        while y > 0:
+            draw.line((0, y, page.width, y), fill=colour, width=thick)
+            y -= spacing
+        return
+    margin = rng.uniform(0.05, 0.3) * (bottom - top)
+    y0, y1 = top - margin, bottom + margin
+    draw.rectangle((max(0, left - margin), max(0, y0), min(page.width - 1, right + margin), min(page.height - 1, y1)),
+                   outline=colour, width=thick)
+    cell = (y1 - y0) * rng.uniform(0.7, 1.0)
+    x = left - margin + cell
+    while x < right + margin - cell / 3:
+        draw.line((x, y0, x, y1 if rng.random() < 0.5 else y0 + (y1 - y0) * 0.3), fill=colour, width=thick)
+        x += cell
+
+
+def _encoded(image, fmt):
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **({"quality": 85} if fmt == "JPEG" else {"compress_level": 1}))
+    return buffer.getvalue()
+
+
+def number_line(x, y, indices, rng):
+    """One training example from digits `x[indices]`: (the model's input as uint8, its label), or
+    None when the service's preprocessing would find no writing in it."""
+    strip = sequence.line_input(compose([x[i] for i in indices], rng))
+    if rng.random() < STYLED_SHARE:
+        clean = strip.input.max(axis=0) > 0.3
+        writing = strip.input[:, :np.flatnonzero(clean)[-1] + 1 + sequence.MARGIN]
+        try:
+            strip = sequence.line_input(preprocess.find_ink(preprocess.decode_image(paint(writing, rng))).pixels)
+        except ApiError:
+            return None
+        if strip is None:
+            return None
+        read = strip.input.max(axis=0) > 0.3
+        if (clean & read).sum() < SAME_COLUMNS * (clean | read).sum():
+            return None
+    return np.round(strip.input * 255).astype(np.uint8), [int(y[i]) for i in indices]
+
+
+def number_lines(x, y, pool, count, seed):
+    """`count` examples composed from the digits `pool` (indices into x, y): uint8 strips
+    (count, LINE_HEIGHT, LINE_WIDTH) and labels (count, MAX_DIGITS) padded with -1."""
+    rng = np.random.default_rng(seed)
+    strips = np.zeros((count, sequence.LINE_HEIGHT, sequence.LINE_WIDTH), np.uint8)
+    labels = np.full((count, MAX_DIGITS), -1, np.int32)
+    made = tries = 0
+    while made < count:
+        tries += 1
+        length = 1 + rng.choice(MAX_DIGITS, p=LENGTH_WEIGHTS / LENGTH_WEIGHTS.sum())
+        example = number_line(x, y, pool[rng.integers(0, len(pool), length)], rng)
+        if example is None:
+            continue
+        strips[made], labels[made, :length] = example[0], example[1]
+        made += 1
+    number_lines.rejected = 1 - count / tries
+    return strips, labels

@@ -1,0 +1,307 @@
+"""
+Title: Number reader: a convolutional network trained with CTC
+Description: Reads a whole line of handwritten digits at once. A thin, fully convolutional network
+turns the line into 64 column frames, each a probability of a blank and the ten digits; CTC loss
+trains it without saying where each digit lies, and greedy decoding reads the frames
+(flaskService/sequence.py). No recurrent layer: LiteRT runs it with built-in ops only.
+
+Run from the repository root; it writes flaskService/number_model.h5 and its card:
+
+    python modelTrain/number_model.py --data ../shared/data/mnist.npz --seed 1
+
+The lines are composed from MNIST *training* digits (modelTrain/data.py); a tenth of those digits
+is held out to compose the validation lines that pick the best epoch and calibrate the confidence.
+The MNIST test split is read only by modelTrain/evaluate_numbers.py.
+"""
+
+"""
+## Setup
+"""
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+# Run as `python modelTrain/number_model.py`: the repository root holds the service's package, whose
+# preprocessing and decoding the training data goes through.
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from flaskService import sequence  # noqa: E402
+from flaskService.model import sha256_of  # noqa: E402
+from modelTrain import data  # noqa: E402
+
+"""
+## Prepare the data
+
+Composing and painting a line and reading it back through find_ink costs ~5 ms of CPU, as much as
+a training step spends on it, so the lines are made once, up front, by every core, and training
+takes passes over them.
+"""
+
+VALIDATION_FRACTION = 0.1
+TRAIN_LINES = 90_000
+VALIDATION_LINES = 3_000
+CHUNK = 2_000  # lines per task of the process pool
+
+
+def load_digits(path):
+    with np.load(path, allow_pickle=False) as npz:
+        return npz["x_train"], npz["y_train"].astype(np.int64)
+
+
+def make_lines(x, y, pool, count, seed, workers):
+    """`count` lines from the digits `pool`, made in chunks by `workers` processes (each chunk seeded
+    from (seed, chunk number), so the result does not depend on the number of workers)."""
+    sizes = [min(CHUNK, count - start) for start in range(0, count, CHUNK)]
+    with ProcessPoolExecutor(workers) as executor:
+        parts = list(executor.map(data.number_lines, *zip(*[(x, y, pool, size, (seed, i))
+                                                             for i, size in enumerate(sizes)])))
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+"""
+## Build the model
+
+Full-resolution layers are kept thin: throughput decides what a fixed training budget buys. Height
+is pooled away to 2 rows, width by 4, so each of the 64 frames sees 4 columns of the strip and, through
+the convolutions, ~60 px around them: a digit and its neighbours.
+"""
+
+
+def build_model():
+    import keras
+    from keras import layers
+
+    def conv(x, filters):
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        return layers.ReLU()(x)
+
+    inputs = keras.Input((sequence.LINE_HEIGHT, sequence.LINE_WIDTH, 1), name="line")
+    x = conv(inputs, 16)
+    x = layers.MaxPooling2D(2)(x)  # 16 x 128
+    x = conv(x, 32)
+    x = layers.MaxPooling2D(2)(x)  # 8 x 64
+    x = conv(conv(x, 64), 64)
+    x = layers.MaxPooling2D((2, 1))(x)  # 4 x 64
+    x = conv(conv(x, 96), 96)
+    x = layers.MaxPooling2D((2, 1))(x)  # 2 x 64
+    # Columns become frames: (64, 2 * 96) features per frame.
+    x = layers.Permute((2, 1, 3))(x)
+    x = layers.Reshape((sequence.FRAMES, -1))(x)
+    x = layers.Conv1D(128, 5, padding="same", activation="relu")(x)
+    x = layers.Dropout(0.2)(x)
+    logits = layers.Dense(sequence.CLASSES, name="logits")(x)
+    return keras.Model(inputs, logits, name="number_reader")
+
+
+def ctc_loss(labels, logits):
+    """Labels are digits padded with -1; CTC's classes are blank (0) and digit d as d + 1."""
+    import keras
+    from keras import ops
+
+    labels = ops.cast(labels, "int32")
+    lengths = ops.sum(ops.cast(labels >= 0, "int32"), axis=1)
+    target = ops.where(labels >= 0, labels + 1, 0)
+    frames = ops.full((ops.shape(logits)[0],), sequence.FRAMES, dtype="int32")
+    return keras.ops.ctc_loss(target, logits, lengths, frames, mask_index=sequence.BLANK)
+
+
+"""
+## Train the model
+"""
+
+EPOCHS = 4
+BATCH_SIZE = 64
+PEAK_LEARNING_RATE = 2e-3
+
+
+def dataset(strips, labels, shuffle, seed):
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((strips, labels))
+    if shuffle:
+        ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
+    return ds.batch(BATCH_SIZE).map(lambda x, y: (tf.cast(x, "float32")[..., None] / 255, y)).prefetch(4)
+
+
+def train(model, train_data, validation_data, epochs, seed, checkpoint):
+    import keras
+
+    steps = epochs * int(np.ceil(len(train_data[1]) / BATCH_SIZE))
+    schedule = keras.optimizers.schedules.CosineDecay(0.0, steps, warmup_target=PEAK_LEARNING_RATE,
+                                                      warmup_steps=min(1000, steps // 10))
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=ctc_loss)
+    # Each epoch's best model is on disk at once: a run stopped early still leaves one.
+    callbacks = [keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_loss", save_best_only=True)]
+    history = model.fit(dataset(*train_data, True, seed), validation_data=dataset(*validation_data, False, seed),
+                        epochs=epochs, callbacks=callbacks, verbose=2)
+    return keras.models.load_model(checkpoint, compile=False), history.history
+
+
+"""
+## Evaluate on the validation lines, and calibrate
+
+The model's confidence in a digit is its frame's softmax probability. A temperature on the logits,
+fitted on the validation lines, makes it calibrated: of digits read with confidence p, about p are
+right (counted on lines read with the right number of digits, where digits pair up).
+"""
+
+TEMPERATURES = np.exp(np.linspace(np.log(0.25), np.log(4.0), 121))
+
+
+def softmax(logits, temperature=1.0):
+    z = logits / temperature
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def texts(labels):
+    return ["".join(str(d) for d in row if d >= 0) for row in labels]
+
+
+def read_all(logits, temperature=1.0):
+    return [sequence.greedy_decode(p) for p in softmax(logits, temperature)]
+
+
+def exact_match(logits, labels):
+    truth = texts(labels)
+    return float(np.mean([sequence.text_of(p) == t for p, t in zip(softmax(logits), truth)]))
+
+
+def fit_temperature(logits, labels):
+    """The temperature whose digit confidences have the least log loss against being right."""
+    truth = texts(labels)
+
+    def confidences(temperature):
+        pairs = [(read.probabilities[read.digit], read.digit == int(t[i]))
+                 for reads, t in zip(read_all(logits, temperature), truth) if len(reads) == len(t)
+                 for i, read in enumerate(reads)]
+        return np.array(pairs, np.float64).T
+
+    def log_loss(temperature):
+        pairs = confidences(temperature)
+        if not pairs.size:  # nothing read with the right length yet: no evidence either way
+            return 0.0 if temperature == 1.0 else 1.0
+        p, right = pairs
+        p = np.clip(p, 1e-7, 1 - 1e-7)
+        return -np.mean(right * np.log(p) + (1 - right) * np.log(1 - p))
+
+    return float(min(TEMPERATURES, key=log_loss))
+
+
+def per_length(logits, labels):
+    truth = texts(labels)
+    read = [sequence.text_of(p) for p in softmax(logits)]
+    table = {}
+    for length in range(1, data.MAX_DIGITS + 1):
+        matches = [r == t for r, t in zip(read, truth) if len(t) == length]
+        if matches:
+            table[str(length)] = round(float(np.mean(matches)), 4)
+    return table
+
+
+"""
+## Save the model and its card
+
+The saved model ends in a softmax over the calibrated logits: the service and LiteRT get frame
+probabilities, and decoding stays outside the model.
+"""
+
+
+def serving_model(model, temperature):
+    import keras
+    from keras import layers
+
+    probabilities = layers.Softmax(name="frames")(layers.Rescaling(1 / temperature)(model.output))
+    return keras.Model(model.input, probabilities, name="number_reader")
+
+
+def save_model(model, path):
+    partial = path.with_name(f".{path.stem}.partial.h5")
+    model.save(partial, include_optimizer=False)
+    os.replace(partial, path)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog="number_model.py", description="Train the number reader.")
+    parser.add_argument("--data", type=Path, required=True, metavar="PATH", help="mnist .npz (Keras layout)")
+    parser.add_argument("--epochs", type=int, default=EPOCHS, help=f"passes over the lines (default {EPOCHS})")
+    parser.add_argument("--lines", type=int, default=TRAIN_LINES, help=f"training lines (default {TRAIN_LINES})")
+    parser.add_argument("--validation-lines", type=int, default=VALIDATION_LINES)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=os.cpu_count(), help="processes composing lines")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "flaskService", metavar="DIR")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_args(argv)
+    started = time.monotonic()
+    x, y = load_digits(args.data)
+    train_pool, validation_pool = data.split_digits(y, VALIDATION_FRACTION, args.seed)
+    train_data = make_lines(x, y, train_pool, args.lines, (args.seed, 0), args.workers)
+    validation_data = make_lines(x, y, validation_pool, args.validation_lines, (args.seed, 1), args.workers)
+    composed = time.monotonic()
+    print(f"{len(train_data[1])} training and {len(validation_data[1])} validation lines composed in "
+          f"{composed - started:.0f} s", flush=True)
+
+    import keras
+
+    keras.utils.set_random_seed(args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    model, history = train(build_model(), train_data, validation_data, args.epochs, args.seed,
+                           args.out / "number_model.checkpoint.keras")
+    trained = time.monotonic()
+
+    logits = model.predict(validation_data[0][..., None].astype("float32") / 255, batch_size=256, verbose=0)
+    temperature = fit_temperature(logits, validation_data[1])
+    path = args.out / "number_model.h5"
+    save_model(serving_model(model, temperature), path)
+    card = {
+        "name": "number_reader",
+        "sha256": sha256_of(path),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": shlex.join(["python", "modelTrain/number_model.py", *argv]),
+        "architecture": "6 convolutions (BatchNorm, ReLU), 1 frame convolution, dense; CTC; no recurrent layer",
+        "parameters": int(model.count_params()),
+        "input": {"shape": [sequence.LINE_HEIGHT, sequence.LINE_WIDTH, 1], "dtype": "float32",
+                  "range": [0.0, 1.0], "polarity": "white ink on black",
+                  "from_ink": "flaskService.sequence.line_input"},
+        "output": {"shape": [sequence.FRAMES, sequence.CLASSES],
+                   "meaning": "per frame of 4 columns: calibrated probabilities of CTC blank (0) and digits 0..9 (1..10)",
+                   "decode": "flaskService.sequence.greedy_decode"},
+        "temperature": temperature,
+        "data": {"source": str(args.data), "digits": "MNIST training split",
+                 "training_lines": int(len(train_data[1])), "validation_lines": int(len(validation_data[1])),
+                 "validation_digits": f"{VALIDATION_FRACTION:.0%} of the training digits, seed {args.seed}",
+                 "lengths": [1, data.MAX_DIGITS], "styled_share": data.STYLED_SHARE},
+        "training": {"epochs": len(history["loss"]), "batch_size": BATCH_SIZE,
+                     "best_validation_loss": round(float(min(history["val_loss"])), 4),
+                     "minutes_composing": round((composed - started) / 60, 1),
+                     "minutes_training": round((trained - composed) / 60, 1),
+                     "machine": f"{platform.machine()}, {os.cpu_count()} cores"},
+        "validation": {"exact_match": round(exact_match(logits, validation_data[1]), 4),
+                       "per_length": per_length(logits, validation_data[1])},
+    }
+    (args.out / "number_model.json").write_text(json.dumps(card, indent=2) + "\n")
+    (args.out / "number_model.checkpoint.keras").unlink(missing_ok=True)
+    print(json.dumps(card["validation"]), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""flaskService/sequence.py: a line of ink -> the number model's strip, frame probabilities -> digits."""
+import numpy as np
+import pytest
+
+from flaskService import sequence
+
+
+def frames(labels):
+    """One-hot frame probabilities for a list of classes (0 blank, d + 1 digit d)."""
+    probabilities = np.full((sequence.FRAMES, sequence.CLASSES), 0.001, np.float32)
+    for frame, label in enumerate(labels):
+        probabilities[frame, label] = 1.0
+    probabilities[len(labels):, sequence.BLANK] = 1.0
+    return probabilities / probabilities.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize(("labels", "text"), (
+    ([0, 2, 2, 0, 3, 0], "12"),
+    ([2, 2, 2], "1"),
+    ([1, 0, 1], "00"),  # a blank between two runs of the same digit: two digits
+    ([1, 1, 2, 2, 10, 0], "019"),
+    ([], ""),
+))
+def test_greedy_decoding_merges_repeats_and_drops_blanks(labels, text):
+    assert sequence.text_of(frames(labels)) == text
+
+
+def test_each_read_digit_has_its_frames_and_ten_probabilities():
+    reads = sequence.greedy_decode(frames([0, 4, 4, 0, 0, 8]))
+    assert [(r.digit, r.start, r.stop) for r in reads] == [(3, 1, 3), (7, 5, 6)]
+    for read in reads:
+        assert read.probabilities.shape == (10,) and read.probabilities.argmax() == read.digit
+        assert read.probabilities.sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_line_is_scaled_to_the_strip_height_and_left_aligned():
+    ink = np.zeros((100, 300), np.float32)
+    ink[20:80, 50:200] = 1.0  # 60 px of writing, 150 wide
+    line = sequence.line_input(ink)
+    assert line.input.shape == (sequence.LINE_HEIGHT, sequence.LINE_WIDTH) and line.input.dtype == np.float32
+    rows = np.flatnonzero(line.input.max(axis=1) > 0.5)
+    cols = np.flatnonzero(line.input.max(axis=0) > 0.5)
+    assert rows[0] == sequence.MARGIN and rows[-1] == sequence.LINE_HEIGHT - sequence.MARGIN - 1
+    assert cols[0] == sequence.MARGIN and cols[-1] - cols[0] + 1 == pytest.approx(150 * line.factor, abs=1)
+    # Strip columns map back to the ink's: the writing starts at ink column 50.
+    assert line.left + (cols[0] - sequence.MARGIN) / line.factor == pytest.approx(50, abs=1)
+
+
+def test_a_long_line_is_scaled_to_the_strip_width():
+    ink = np.ones((20, 2000), np.float32)
+    line = sequence.line_input(ink)
+    cols = np.flatnonzero(line.input.max(axis=0) > 0.5)
+    assert cols[-1] <= sequence.LINE_WIDTH - sequence.MARGIN
+    assert np.flatnonzero(line.input.max(axis=1) > 0.5).size < sequence.LINE_HEIGHT - 2 * sequence.MARGIN
+
+
+def test_faint_haze_alone_is_no_line():
+    assert sequence.line_input(np.full((40, 40), 0.1, np.float32)) is None

@@ -1,0 +1,56 @@
+"""modelTrain/data.py and modelTrain/number_model.py: composed lines, and a short training run."""
+import json
+
+import numpy as np
+import pytest
+
+from flaskService import sequence
+from modelTrain import data
+
+
+@pytest.fixture(scope="module")
+def mnist(mnist_npz):
+    with np.load(mnist_npz) as npz:
+        return npz["x_train"], npz["y_train"]
+
+
+def test_lines_hold_their_labels_digits_as_strips(mnist):
+    x, y = mnist
+    strips, labels = data.number_lines(x, y, np.arange(len(y)), 60, seed=5)
+    assert strips.shape == (60, sequence.LINE_HEIGHT, sequence.LINE_WIDTH) and strips.dtype == np.uint8
+    lengths = (labels >= 0).sum(axis=1)
+    assert lengths.min() >= 1 and lengths.max() <= data.MAX_DIGITS
+    assert len(set(lengths)) > 5  # lengths vary
+    for strip, label, length in zip(strips, labels, lengths):
+        assert (label[:length] >= 0).all() and (label[length:] == -1).all()
+        inked = np.flatnonzero(strip.max(axis=0) > 80)
+        assert inked[0] >= sequence.MARGIN - 1 and inked.size > 0
+    # The same seed composes the same lines.
+    again, _ = data.number_lines(x, y, np.arange(len(y)), 60, seed=5)
+    assert (again == strips).all()
+
+
+def test_training_and_validation_digits_are_disjoint(mnist):
+    _, y = mnist
+    train, validation = data.split_digits(y, 0.1, seed=1)
+    assert not set(train) & set(validation)
+    assert len(train) + len(validation) == len(y)
+
+
+def test_a_short_run_writes_the_model_and_its_card(run, mnist_npz, tmp_path):
+    result = run("number_model.py", "--data", mnist_npz, "--lines", "600", "--validation-lines", "100",
+                 "--epochs", "1", "--out", tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert {p.name for p in tmp_path.iterdir()} == {"number_model.h5", "number_model.json"}
+    card = json.loads((tmp_path / "number_model.json").read_text())
+    assert card["input"]["shape"] == [sequence.LINE_HEIGHT, sequence.LINE_WIDTH, 1]
+    assert card["output"]["shape"] == [sequence.FRAMES, sequence.CLASSES]
+    assert card["data"]["training_lines"] == 600 and card["training"]["epochs"] == 1
+    assert 0 <= card["validation"]["exact_match"] <= 1
+
+    import keras
+
+    model = keras.models.load_model(tmp_path / "number_model.h5", compile=False)
+    probabilities = model.predict(np.zeros((2, sequence.LINE_HEIGHT, sequence.LINE_WIDTH, 1), np.float32), verbose=0)
+    assert probabilities.shape == (2, sequence.FRAMES, sequence.CLASSES)
+    assert np.allclose(probabilities.sum(axis=-1), 1, atol=1e-4)
