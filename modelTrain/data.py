@@ -187,6 +187,8 @@ def number_line(x, y, indices, rng):
     """One training example from digits `x[indices]`: (the model's input as uint8, its label), or
     None when the service's preprocessing would find no writing in it."""
     strip = sequence.line_input(compose([x[i] for i in indices], rng))
+    if strip is None:  # a thinner pen left only faint ink
+        return None
     if rng.random() < STYLED_SHARE:
         clean = strip.input.max(axis=0) > 0.3
         writing = strip.input[:, :np.flatnonzero(clean)[-1] + 1 + sequence.MARGIN]
