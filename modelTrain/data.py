@@ -187,10 +187,10 @@ def number_line(x, y, indices, rng):
     """One training example from digits `x[indices]`: (the model's input as uint8, its label), or
     None when the service's preprocessing would find no writing in it."""
     strip = sequence.line_input(compose([x[i] for i in indices], rng))
-    if strip is None:  # a thinner pen left only faint ink
+    if strip is None or not (strip.input > sequence.THRESHOLD).any():  # a thinner pen left only faint ink
         return None
     if rng.random() < STYLED_SHARE:
-        clean = strip.input.max(axis=0) > 0.3
+        clean = strip.input.max(axis=0) > sequence.THRESHOLD
         writing = strip.input[:, :np.flatnonzero(clean)[-1] + 1 + sequence.MARGIN]
         try:
             strip = sequence.line_input(preprocess.find_ink(preprocess.decode_image(paint(writing, rng))).pixels)
@@ -198,7 +198,7 @@ def number_line(x, y, indices, rng):
             return None
         if strip is None:
             return None
-        read = strip.input.max(axis=0) > 0.3
+        read = strip.input.max(axis=0) > sequence.THRESHOLD
         if (clean & read).sum() < SAME_COLUMNS * (clean | read).sum():
             return None
     return np.round(strip.input * 255).astype(np.uint8), [int(y[i]) for i in indices]
