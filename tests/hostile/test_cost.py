@@ -59,6 +59,25 @@ def test_one_image_at_the_budget_is_answered_within_the_memory_limit(service, ro
 
 
 @pytest.fixture(scope="module")
+def unbudgeted_server(tmp_path_factory):
+    """One worker with no pixel budget to speak of: what is left to bound memory is decoding one image at a time."""
+    running = Server(env={"MAX_REQUEST_PIXELS": str(10**12)}, workers=1,
+                     log_path=tmp_path_factory.mktemp("unbudgeted") / "server.log")
+    try:
+        yield running.wait_ready()
+    finally:
+        running.stop()
+
+
+@pytest.mark.parametrize("route", ("/read", batches.V2_NUMBER))
+def test_the_readers_hold_one_decoded_image_at_a_time(unbudgeted_server, route):
+    """32 pages of 16 megapixels, 512 MB if decoded all at once (as /read and mnist-number once did)."""
+    response, peak = measured(unbudgeted_server, route, [SEVEN] * 32)
+    assert response.status_code == 200, response.text[:300]
+    assert peak < LIMIT
+
+
+@pytest.fixture(scope="module")
 def hurried_server(tmp_path_factory):
     """One worker that may spend 50 ms on a request."""
     running = Server(env={"REQUEST_TIMEOUT": "0.05"}, workers=1,
