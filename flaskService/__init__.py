@@ -7,7 +7,7 @@ import orjson
 from flask import Flask
 from flask.json.provider import JSONProvider
 
-from . import api, auth, config, errors, feedback, health, logs, metrics, openapi, page, read, selfcheck, v2
+from . import api, auth, config, deadline, errors, feedback, health, logs, metrics, openapi, page, read, selfcheck, v2
 from .errors import ApiError
 from .predictor import Predictor
 
@@ -50,6 +50,7 @@ def create_app(test_config=None):
     if test_config is not None:
         app.config.from_mapping(test_config)
     errors.register(app)
+    deadline.register(app)
     auth.register(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(read.bp)

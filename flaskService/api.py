@@ -14,7 +14,8 @@ def predict():
     config = current_app.config
     with metrics.stage("preprocess"):
         # The request itself, not Flask's thread-local proxy to it: payload reads it a dozen times.
-        images = payload.read(request._get_current_object(), config["MAX_IMAGES"], config["MAX_PIXELS"])
+        images = payload.read(request._get_current_object(), config["MAX_IMAGES"], config["MAX_PIXELS"],
+                              config["MAX_REQUEST_PIXELS"])
     predictor = current_app.extensions["predictor"]
     with metrics.stage("inference"):
         answers = predictor.classify(images.arrays, config["MIN_DIGIT_SCORE"])

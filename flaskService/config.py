@@ -23,6 +23,16 @@ def _positive_int(name, text):
     return value
 
 
+def _positive_float(name, text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:  # also refuses nan
+        raise ConfigError(f"{name} must be a positive number, got {text!r}")
+    return value
+
+
 def _choice(*allowed):
     def parse(name, text):
         if text not in allowed:
@@ -57,6 +67,12 @@ SETTINGS = {
                    "Keras model to serve: .h5 (Keras 3 or Keras 2) or .keras"),
     "MAX_CONTENT_LENGTH": (4 * 1024 * 1024, _positive_int, "largest request body, bytes (413 above)"),
     "MAX_PIXELS": (16_000_000, _positive_int, "largest image, pixels (413 above)"),
+    "MAX_REQUEST_PIXELS": (16_000_000, _positive_int,
+                           "most pixels all of one request's images decode to, read from their headers "
+                           "before any is decoded; a pixel array counts 784 (413 above)"),
+    "REQUEST_TIMEOUT": (20.0, _positive_float,
+                        "seconds a request may work; past it, the work stops between images and the "
+                        "answer is 503 deadline_exceeded (under gunicorn's 30 s timeout and nginx's 25 s)"),
     "MAX_IMAGES": (256, _positive_int, "most images in one request (413 above)"),
     "MAX_FORM_PARTS": (300, _positive_int, "most multipart parts in one request (413 above)"),
     "MIN_DIGIT_SCORE": (0.5, _fraction,

@@ -94,6 +94,7 @@ def _store_correction(config):
     client_predicted = _digit(fields.get("predicted"), "predicted", "invalid_parameter")
     request_id = _token(fields.get("request_id"), "request_id")
     source = _token(fields.get("source"), "source")
+    payload.check_pixels([image], config["MAX_PIXELS"], config["MAX_REQUEST_PIXELS"], is_list=False)
     array = preprocess.preprocess_image(image, config["MAX_PIXELS"])
     predictor = current_app.extensions["predictor"]
     # The model's own answer, as /predict gives it (the same confidence, calibrated).

@@ -56,12 +56,12 @@ _ERROR_MEANINGS = {
     403: "The key sent is not an admin key (ADMIN_API_KEYS), or the server sets none, which turns the route off.",
     404: "No such route, model or model version.",
     405: "The route exists but not for this method (see Allow).",
-    413: "The body, an image or the batch is larger than this server accepts.",
+    413: "The body, an image, the batch or the pixels of all its images together are more than this server accepts.",
     415: "The body's media type or image format is not supported.",
     422: "The image decoded but holds no digit (blank, or only specks: no_digits) or is unusable (decompression bomb).",
     500: "A bug on our side; it has been logged.",
-    503: "This worker is not ready (the model is loading or failed its self-check), or, on /feedback, the "
-         "feedback database cannot be reached or written.",
+    503: "This worker is not ready (the model is loading or failed its self-check), the request ran past "
+         "REQUEST_TIMEOUT (deadline_exceeded), or, on /feedback, the feedback database cannot be reached or written.",
     507: "The feedback store holds FEEDBACK_MAX_ROWS corrections; the operator must export or delete some.",
 }
 
@@ -268,6 +268,7 @@ SCHEMAS = {
                                 "examples": ["invalid_json", "invalid_base64", "invalid_image", "empty_image",
                                              "invalid_pixels", "no_image", "malformed_body", "unauthorized",
                                              "payload_too_large", "too_many_images", "too_many_pixels",
+                                             "request_too_many_pixels", "deadline_exceeded",
                                              "unsupported_media_type", "unsupported_image_format",
                                              "blank_image", "no_digits", "too_many_digits",
                                              "implausible_image", "decompression_bomb",

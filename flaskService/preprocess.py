@@ -93,6 +93,19 @@ def preprocess_pixels(pixels):
 
 def decode_image(data, max_pixels=DEFAULT_MAX_PIXELS):
     """Bytes -> a loaded, upright Pillow image (first frame), or an ApiError saying what is wrong."""
+    image = open_image(data, max_pixels)
+    try:
+        image.load()
+        ImageOps.exif_transpose(image, in_place=True)  # a copy of every upright image otherwise
+        return image
+    except Exception:
+        raise ApiError(400, "invalid_image",
+                       f"The {image.format} image could not be decoded; it is truncated or corrupt.")
+
+
+def open_image(data, max_pixels=DEFAULT_MAX_PIXELS):
+    """Bytes -> a Pillow image whose header is read and checked but nothing decoded yet; its size is
+    what decoding it will make (a big JPEG at a fraction of its own), or an ApiError."""
     if not data:
         raise ApiError(400, "empty_image", "The image is empty (0 bytes).")
     try:
@@ -118,16 +131,12 @@ def decode_image(data, max_pixels=DEFAULT_MAX_PIXELS):
                        f"The image is {width}x{height}; no digit fits in an image this narrow.")
     try:
         # JPEG can decode straight at 1/2, 1/4 or 1/8 scale: big photos cost a fraction to read.
-        width = image.width
         drafted = image.draft(image.mode, (WORK_SIZE, WORK_SIZE))
-        image.load()
-        if drafted:  # (mode, (0, 0, width / s, height / s)) when decoded at 1/s
-            image.info[DECODED_SCALE] = drafted[1][2] / width
-        ImageOps.exif_transpose(image, in_place=True)  # a copy of every upright image otherwise
-        return image
     except Exception:
-        raise ApiError(400, "invalid_image",
-                       f"The {image.format} image could not be decoded; it is truncated or corrupt.")
+        raise ApiError(400, "invalid_image", f"The {image.format} image could not be decoded; it is corrupt.")
+    if drafted:  # (mode, (0, 0, width / s, height / s)) when decoded at 1/s
+        image.info[DECODED_SCALE] = drafted[1][2] / width
+    return image
 
 
 def _unsupported(data):

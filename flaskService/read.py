@@ -5,7 +5,7 @@ import io
 from flask import Blueprint, current_app, request
 from PIL import Image, ImageDraw
 
-from . import metrics, payload, preprocess
+from . import deadline, metrics, payload, preprocess
 from .reader import read_number
 
 bp = Blueprint("read", __name__)
@@ -18,18 +18,20 @@ def read():
     config = current_app.config
     predictor = current_app.extensions["predictor"]
     with metrics.stage("preprocess"):
-        images, is_list = payload.read_images(request._get_current_object(), config["MAX_IMAGES"],
-                                              config["MAX_PIXELS"])
+        items, is_list = payload.read_items(request._get_current_object(), config["MAX_IMAGES"],
+                                            config["MAX_PIXELS"], config["MAX_REQUEST_PIXELS"])
     debug = request.args.get("debug") in ("1", "true")
+    classify = deadline.checked(classifier(predictor, config["MIN_DIGIT_SCORE"]))
 
-    def reading(image):
+    def reading(item):
+        # Decoded here, one image at a time, and dropped once read: never all of them at once.
+        image = payload.to_image(item, config["MAX_PIXELS"])
         # find_ink shrinks a big image in place; the debug picture needs it as decoded.
         decoded = image.copy() if debug else None
-        number = read_number(image, classifier(predictor, config["MIN_DIGIT_SCORE"]))
-        return _reading(number, decoded)
+        return _reading(read_number(image, classify), decoded)
 
     with metrics.stage("inference"):
-        results = payload.each_item(images, reading) if is_list else [reading(images[0])]
+        results = payload.each_item(items, reading) if is_list else [reading(items[0])]
     metrics.record_readings(result["text"] for result in results)
     model = {"name": predictor.name, "version": predictor.version}
     if is_list:

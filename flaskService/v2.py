@@ -28,7 +28,7 @@ import numpy as np
 import orjson
 from flask import Blueprint, Response, current_app, request
 
-from . import metrics, payload, preprocess
+from . import deadline, metrics, payload, preprocess
 from .errors import ApiError
 from .model import INPUT_SHAPE, NUM_CLASSES
 from .read import classifier
@@ -94,7 +94,7 @@ def infer(model_name, model_version=None):
         return _infer_number(predictor)
     with metrics.stage("preprocess"):
         document, binary = _split_body(_decompressed(payload.whole_body(request)))
-        images = _read_input(document, binary, current_app.config["MAX_IMAGES"], current_app.config["MAX_PIXELS"])
+        images = _read_input(document, binary, current_app.config)
         wanted = _requested_outputs(document)
     with metrics.stage("inference"):
         answers = predictor.classify(images, current_app.config["MIN_DIGIT_SCORE"])
@@ -178,9 +178,9 @@ def _split_body(body):
     return document, binary
 
 
-def _read_input(document, binary, max_images, max_pixels, decode=False):
+def _read_input(document, binary, config, decode=False):
     """The request's one input tensor -> (N, 28, 28) float32 in [0, 1], MNIST-style (with `decode`,
-    BYTES only: the list of decoded Pillow images)."""
+    BYTES only: the encoded images, their pixels within budget but none decoded yet)."""
     inputs = document.get("inputs")
     if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
         raise ApiError(400, "invalid_request", "'inputs' must hold exactly one tensor (the images).")
@@ -191,37 +191,40 @@ def _read_input(document, binary, max_images, max_pixels, decode=False):
     count = shape[0]
     if count == 0:
         raise ApiError(400, "no_image", "The input tensor holds no image (its batch size is 0).")
-    payload.check_count(count, max_images)
+    payload.check_count(count, config["MAX_IMAGES"])
 
     if datatype == "BYTES":
-        return _encoded_images(tensor, binary, shape, max_pixels, decode)
+        return _encoded_images(tensor, binary, shape, config, decode)
     if datatype not in NUMERIC:
         raise ApiError(400, "unsupported_datatype",
                        f"The input's datatype must be FP32, UINT8 or BYTES (encoded images); got {datatype!r}.")
-    return _pixel_images(tensor, binary, datatype, shape)
+    return _pixel_images(tensor, binary, datatype, shape, config)
 
 
-def _encoded_images(tensor, binary, shape, max_pixels, decode=False):
+def _encoded_images(tensor, binary, shape, config, decode=False):
     """BYTES [N]: encoded images, each preprocessed exactly as /predict preprocesses an upload (or,
-    with `decode`, only decoded, as /read reads them)."""
+    with `decode`, left encoded for the reader to decode one at a time, as /read does)."""
     count = shape[0]
     if shape not in ([count], [count, 1]):
         raise ApiError(400, "invalid_shape",
                        f"A BYTES input holds one encoded image per element: shape [N]; got {shape}.")
     elements = _bytes_elements(tensor, binary, count)
+    max_pixels = config["MAX_PIXELS"]
+    payload.check_pixels(elements, max_pixels, config["MAX_REQUEST_PIXELS"])
     if decode:
-        return payload.each_item(elements, lambda data: preprocess.decode_image(data, max_pixels))
+        return elements
     return payload.each_image(elements, lambda data: preprocess.preprocess_image(data, max_pixels))
 
 
-def _pixel_images(tensor, binary, datatype, shape):
+def _pixel_images(tensor, binary, datatype, shape, config):
     """FP32 or UINT8 pixels, already MNIST-style: scaled to [0, 1] as the datatype says, used as sent."""
     count = shape[0]
     if tuple(shape[1:]) not in preprocess.PIXEL_SHAPES:
         raise ApiError(400, "invalid_shape",
                        f"An {datatype} input must be shaped [N,28,28], [N,28,28,1] or [N,784]; got {shape}.")
-    dtype, scale = NUMERIC[datatype]
     size = count * PIXELS
+    payload.check_budget(size, config["MAX_REQUEST_PIXELS"])
+    dtype, scale = NUMERIC[datatype]
     raw = _binary_part(tensor, binary)
     if raw is not None:
         if len(raw) != size * dtype.itemsize:
@@ -342,11 +345,13 @@ def _infer_number(predictor):
         if not (isinstance(inputs, list) and len(inputs) == 1 and isinstance(inputs[0], dict)
                 and inputs[0].get("datatype") == "BYTES"):
             raise ApiError(400, "invalid_request", f"{NUMBER_MODEL!r} takes one BYTES input: encoded images.")
-        images = _read_input(document, binary, config["MAX_IMAGES"], config["MAX_PIXELS"], decode=True)
+        elements = _read_input(document, binary, config, decode=True)
         wanted = _requested_outputs(document, NUMBER_OUTPUTS)
+    classify = deadline.checked(classifier(predictor, config["MIN_DIGIT_SCORE"]))
     with metrics.stage("inference"):
-        readings = payload.each_item(images, lambda image: read_number(
-            image, classifier(predictor, config["MIN_DIGIT_SCORE"])))
+        # Each image decoded, read and dropped before the next: never all of them decoded at once.
+        readings = payload.each_item(elements, lambda data: read_number(
+            preprocess.decode_image(data, config["MAX_PIXELS"]), classify))
     metrics.record_readings(reading.text for reading in readings)
     longest = max(len(reading.digits) for reading in readings)
     digits = np.full((len(readings), longest), -1, "<i8")

@@ -9,6 +9,7 @@ def test_defaults():
     settings = config.from_environment({})
     assert settings["MAX_CONTENT_LENGTH"] == 4 * 1024 * 1024
     assert settings["MAX_PIXELS"] == 16_000_000 and settings["MAX_IMAGES"] == 256
+    assert settings["MAX_REQUEST_PIXELS"] == 16_000_000 and settings["REQUEST_TIMEOUT"] == 20.0
     assert settings["MODEL_PATH"].endswith("flaskService/model.h5")
 
 
@@ -18,7 +19,7 @@ def test_environment_overrides_defaults():
 
 
 @pytest.mark.parametrize(("name", "value"), [("MAX_IMAGES", "many"), ("MAX_PIXELS", "-5"),
-                                             ("INFERENCE_BACKEND", "gpu")])
+                                             ("INFERENCE_BACKEND", "gpu"), ("REQUEST_TIMEOUT", "soon")])
 def test_wrong_values_fail_with_one_line_naming_the_variable(name, value):
     with pytest.raises(config.ConfigError) as error:
         config.from_environment({name: value})

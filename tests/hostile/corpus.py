@@ -5,7 +5,7 @@ import struct
 import zlib
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from tests.conftest import image_bytes
 
@@ -212,3 +212,16 @@ def random_bytes(size, seed):
 
 def solid(width, height, value, fmt="PNG"):
     return image_bytes(Image.new("L", (width, height), value), fmt)
+
+
+def page_1bit(side, strokes=()):
+    """A side x side 1-bit PNG, white, with `strokes` (lines of (x, y) points on a 0-1 page) drawn in
+    black a twentieth of the page wide: about 12 kB (4000 x 4000, a 7) that decode to side^2 pixels."""
+    page = Image.new("1", (side, side), 1)
+    draw = ImageDraw.Draw(page)
+    for stroke in strokes:
+        draw.line([(x * side, y * side) for x, y in stroke], fill=0, width=side // 20)
+    return image_bytes(page, "PNG", optimize=True)
+
+
+SEVEN = ([(0.3, 0.2), (0.7, 0.2), (0.45, 0.8)],)  # page_1bit's strokes of a 7
