@@ -67,7 +67,9 @@ graceful_timeout = 20  # on SIGTERM, in-flight requests get this long to finish
 # hours of full load, or 256 MB of growth over what a worker had when it started serving: a worker
 # uses ~100 MB), one worker at a time (the next waits until the last one's replacement serves), and
 # drained like SIGTERM, so clients see at most a "Connection: close" (worker.py). The old 20,000
-# requests restarted a worker every 10-20 s under load, each reloading the model.
+# requests restarted a worker every 10-20 s under load, each reloading the model. Under a memory limit
+# the growth must fit what the limit leaves, or the kernel kills the worker first: the compose file
+# and k8s/deployment.yaml set GUNICORN_MAX_GROWTH_MB from their 384 MiB (tests/deploy/test_memory.py).
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "1000000"))
 max_requests_jitter = max_requests // 10
 BalancedWorker.max_growth_mb = int(os.environ.get("GUNICORN_MAX_GROWTH_MB", "256"))
