@@ -136,12 +136,6 @@ class FeedbackStore:
             self._purge(connection)
             return connection.execute(sa.select(sa.func.count()).select_from(corrections)).scalar_one()
 
-    def stored_bytes(self):
-        """What the live corrections take, as FEEDBACK_MAX_BYTES counts it (images and inputs)."""
-        self.ensure_schema()
-        with self._connection() as connection:
-            return connection.execute(sa.select(_STORED_BYTES).where(self._live())).scalar_one()
-
     def delete(self, correction_id):
         """Delete one correction; whether it existed (an expired one does not: it is gone already)."""
         self.ensure_schema()
