@@ -86,6 +86,9 @@ SETTINGS = {
     "FEEDBACK_DB": (f"sqlite:///{PACKAGE_DIR.parent / 'data' / 'feedback.db'}", _database_url,
                     "where POST /feedback keeps corrections: sqlite:///PATH or postgresql://...; off keeps none"),
     "FEEDBACK_MAX_ROWS": (10_000, _positive_int, "most corrections kept; POST /feedback answers 507 at the cap"),
+    "FEEDBACK_MAX_BYTES": (512 * 1024 * 1024, _positive_int,
+                           "most bytes of images and model inputs kept; POST /feedback answers 507 when a "
+                           "correction would pass it, 413 for one larger than it"),
     "FEEDBACK_RETENTION_DAYS": (365, _positive_int, "corrections older than this are deleted"),
     "ADMIN_API_KEYS": ((), _keys, "comma-separated keys for GET /feedback/export and DELETE /feedback/ID; "
                                   "unset, those routes answer 403"),

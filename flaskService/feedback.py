@@ -1,5 +1,6 @@
-"""POST /feedback: a person says which digit an image really shows; the service keeps the image, the
-input the model saw and what the model answered, for retraining (modelTrain/feedback.py reads them).
+"""POST /feedback: a person says which digit an image really shows; the service keeps the image (its
+pixels, without metadata: image_metadata.py), the input the model saw and what the model answered,
+for retraining (modelTrain/feedback.py reads them).
 
 GET /feedback/export (a zip of 0/ ... 9/ image folders, the layout `train.py --data` reads) and
 DELETE /feedback/<id> are the operator's, behind ADMIN_API_KEYS (auth.py). Storage is
@@ -13,12 +14,12 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 
 from flask import Blueprint, Response, current_app, request, stream_with_context
-from PIL import Image
 from werkzeug.exceptions import HTTPException
 
 from . import metrics, payload, preprocess
 from .errors import ApiError
-from .feedback_store import INPUT_DTYPE, FeedbackStore, StoreFull, StoreUnavailable
+from .feedback_store import INPUT_DTYPE, FeedbackStore, StoreFull, StoreUnavailable, TooLarge
+from .image_metadata import without_metadata
 from .logs import SANE_ID
 from .model import NUM_CLASSES
 
@@ -26,8 +27,6 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("feedback", __name__)
 
-# File name extensions in the export, by the format Pillow finds (MPO: a camera's JPEG).
-_EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "MPO": "jpg", "GIF": "gif", "BMP": "bmp", "WEBP": "webp"}
 # What the export's feedback.csv lists for each image; everything stored except the pixels.
 MANIFEST = ("id", "created_at", "label", "predicted", "confidence", "client_predicted", "model_version",
             "model_sha256", "request_id", "source", "image_format")
@@ -38,7 +37,8 @@ def register(app):
     that cannot be written is logged and retried on each correction, never a reason not to start."""
     url = app.config["FEEDBACK_DB"]
     store = None if url == "off" else FeedbackStore(url, app.config["FEEDBACK_MAX_ROWS"],
-                                                    app.config["FEEDBACK_RETENTION_DAYS"])
+                                                    app.config["FEEDBACK_RETENTION_DAYS"],
+                                                    app.config["FEEDBACK_MAX_BYTES"])
     app.extensions["feedback_store"] = store
     if store is not None:
         try:
@@ -100,11 +100,12 @@ def _store_correction(config):
     # The model's own answer, as /predict gives it (the same confidence, calibrated).
     answer = predictor.classify(array[None], config["MIN_DIGIT_SCORE"])
     predicted, confidence = int(answer.digits[0]), float(answer.confidence[0])
+    image, extension = without_metadata(image)
     with _database():
         correction_id = store.add(
             label=label, predicted=predicted, confidence=confidence,
             client_predicted=client_predicted, model_version=predictor.version, model_sha256=predictor.sha256,
-            request_id=request_id, source=source, image=image, image_format=_extension(image),
+            request_id=request_id, source=source, image=image, image_format=extension,
             input=array.astype(INPUT_DTYPE).tobytes())
     return {"id": correction_id, "label": label, "predicted": predicted, "confidence": confidence,
             "model": {"name": predictor.name, "version": predictor.version}}
@@ -179,7 +180,7 @@ class _Chunks(io.RawIOBase):
 
 
 def _zipped(store):
-    """The export, chunk by chunk: 0/ ... 9/<id>.<ext> (the original images) and feedback.csv."""
+    """The export, chunk by chunk: 0/ ... 9/<id>.<png|jpg> (the stored images) and feedback.csv."""
     chunks = _Chunks()
     manifest = io.StringIO()
     writer = csv.writer(manifest)
@@ -201,11 +202,6 @@ def _zipped(store):
     yield chunks.take()
 
 
-def _extension(image):
-    with Image.open(io.BytesIO(image)) as opened:
-        return _EXTENSIONS.get(opened.format, "img")
-
-
 def _store():
     store = current_app.extensions["feedback_store"]
     if store is None:
@@ -215,13 +211,20 @@ def _store():
 
 @contextmanager
 def _database():
-    """Storage trouble as the client should see it: 507 at the cap, 503 when the database fails."""
+    """Storage trouble as the client should see it: 413 for a correction larger than the whole store,
+    507 at a cap, 503 when the database fails."""
     try:
         yield
+    except TooLarge as e:
+        log.warning("correction refused: %s", e)
+        raise ApiError(413, "feedback_too_large",
+                       f"This image takes more room than the server keeps for all corrections together "
+                       f"(FEEDBACK_MAX_BYTES, {current_app.config['FEEDBACK_MAX_BYTES']} bytes); send a smaller one.")
     except StoreFull as e:
         log.warning("correction refused: %s", e)
         raise ApiError(507, "feedback_full",
-                       "The server keeps no more corrections until its operator exports or deletes some.")
+                       "The server keeps no more corrections (FEEDBACK_MAX_ROWS or FEEDBACK_MAX_BYTES) until its "
+                       "operator exports or deletes some.")
     except StoreUnavailable as e:
         log.error("cannot store or read corrections: %s", e)
         raise ApiError(503, "feedback_unavailable",

@@ -32,8 +32,8 @@ corrections = sa.Table(
     sa.Column("model_sha256", sa.String(64)),
     sa.Column("request_id", sa.String(128), index=True),  # the X-Request-ID of the prediction corrected
     sa.Column("source", sa.String(128)),
-    sa.Column("image", sa.LargeBinary, nullable=False),  # the bytes as uploaded
-    sa.Column("image_format", sa.String(16), nullable=False),  # png, jpeg, gif, bmp or webp
+    sa.Column("image", sa.LargeBinary, nullable=False),  # the upload's pixels, without metadata (image_metadata.py)
+    sa.Column("image_format", sa.String(16), nullable=False),  # its file name extension: png or jpg
     sa.Column("input", sa.LargeBinary, nullable=False),  # the 28x28 float32 input the model saw (INPUT_DTYPE)
 )
 
@@ -46,6 +46,9 @@ _UNAVAILABLE = (exc.OperationalError, exc.InterfaceError, exc.TimeoutError, OSEr
 # PostgreSQL: `CREATE TABLE IF NOT EXISTS` run by several sessions at once can still fail on the
 # catalog's unique index of type names; workers take this transaction-scoped advisory lock first.
 _SCHEMA_LOCK = zlib.crc32(b"flaskService.feedback schema")
+# ... and every `add` takes this one, so that workers adding at once cannot each find room for one
+# more and together overrun the caps (SQLite serialises writers already: `add` writes first).
+_ADD_LOCK = zlib.crc32(b"flaskService.feedback add")
 
 
 class StoreUnavailable(Exception):
@@ -53,7 +56,11 @@ class StoreUnavailable(Exception):
 
 
 class StoreFull(Exception):
-    """FEEDBACK_MAX_ROWS corrections are stored already."""
+    """FEEDBACK_MAX_ROWS corrections are stored already, or this one would take the store past FEEDBACK_MAX_BYTES."""
+
+
+class TooLarge(Exception):
+    """One correction takes more bytes than FEEDBACK_MAX_BYTES: it could never be stored."""
 
 
 def engine_for(url):
@@ -82,9 +89,10 @@ def _sqlite_pragmas(connection, _record):
 class FeedbackStore:
     """The corrections table of one database; safe to share between a worker's threads."""
 
-    def __init__(self, url, max_rows, retention_days):
+    def __init__(self, url, max_rows, retention_days, max_bytes):
         self.url = url
         self.max_rows = max_rows
+        self.max_bytes = max_bytes
         self.retention = timedelta(days=retention_days)
         self._engine = None
         self._schema_ready = False
@@ -103,35 +111,56 @@ class FeedbackStore:
             self._schema_ready = True
 
     def add(self, **row):
-        """Store one correction; its id. Expired rows go first, so the cap counts only live ones."""
+        """Store one correction; its id. Expired rows go first, so the caps count only live ones;
+        at either cap the correction is refused (StoreFull), never an older one dropped for it."""
+        size = row_bytes(row["image"], row["input"])
+        if size > self.max_bytes:
+            raise TooLarge(f"a correction of {size} bytes; FEEDBACK_MAX_BYTES is {self.max_bytes}")
         self.ensure_schema()
-        now = datetime.now(timezone.utc)
         with self._connection() as connection:
-            connection.execute(corrections.delete().where(corrections.c.created_at < now - self.retention))
-            count = connection.execute(sa.select(sa.func.count()).select_from(corrections)).scalar_one()
+            if connection.dialect.name == "postgresql":
+                connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADD_LOCK})
+            now = self._purge(connection)
+            count, stored = connection.execute(sa.select(sa.func.count(), _STORED_BYTES)).one()
             if count >= self.max_rows:
                 raise StoreFull(f"{count} corrections stored; FEEDBACK_MAX_ROWS is {self.max_rows}")
+            if stored + size > self.max_bytes:
+                raise StoreFull(f"{stored} bytes stored, {size} more would pass FEEDBACK_MAX_BYTES ({self.max_bytes})")
             inserted = connection.execute(corrections.insert().values(created_at=now, **row))
             return inserted.inserted_primary_key[0]
 
     def count(self):
+        """How many corrections are stored, once the expired ones are deleted."""
         self.ensure_schema()
         with self._connection() as connection:
+            self._purge(connection)
             return connection.execute(sa.select(sa.func.count()).select_from(corrections)).scalar_one()
 
     def delete(self, correction_id):
-        """Delete one correction; whether it existed."""
+        """Delete one correction; whether it existed (an expired one does not: it is gone already)."""
         self.ensure_schema()
         with self._connection() as connection:
+            self._purge(connection)
             deleted = connection.execute(corrections.delete().where(corrections.c.id == correction_id))
             return deleted.rowcount > 0
 
     def rows(self, *columns):
-        """Every correction (these columns), oldest first, read in chunks rather than all at once."""
+        """Every live correction (these columns), oldest first, read in chunks rather than all at once.
+        Filtered rather than purged: a long export reads in one transaction, and nothing that
+        expired before it began comes out of it."""
         self.ensure_schema()
-        query = sa.select(*(corrections.c[name] for name in columns)).order_by(corrections.c.id)
+        query = sa.select(*(corrections.c[name] for name in columns)).where(self._live()).order_by(corrections.c.id)
         with self._connection() as connection:
             yield from connection.execution_options(yield_per=200).execute(query)
+
+    def _live(self):
+        return corrections.c.created_at >= datetime.now(timezone.utc) - self.retention
+
+    def _purge(self, connection):
+        """Delete what is past FEEDBACK_RETENTION_DAYS; the time it did so."""
+        now = datetime.now(timezone.utc)
+        connection.execute(corrections.delete().where(corrections.c.created_at < now - self.retention))
+        return now
 
     @contextmanager
     def _connection(self):
@@ -147,6 +176,16 @@ class FeedbackStore:
         if self._engine is None:
             self._engine = engine_for(self.url)
         return self._engine
+
+
+def row_bytes(image, model_input):
+    """The bytes one correction counts for against FEEDBACK_MAX_BYTES: its image and its input (the
+    other columns are a few dozen bytes; the database's own overhead is not counted)."""
+    return len(image) + len(model_input)
+
+
+# The same sum in SQL: `length` is the byte length of a BLOB in SQLite and of a bytea in PostgreSQL.
+_STORED_BYTES = sa.func.coalesce(sa.func.sum(sa.func.length(corrections.c.image) + sa.func.length(corrections.c.input)), 0)
 
 
 def describe(url, error):

@@ -37,7 +37,7 @@ NUMBERS = Counter("number_readings_total", "Numbers read by POST /read, by how m
 ERRORS = Counter("api_errors_total", "Error responses, by the machine-readable code in their body", ("code",))
 FEEDBACK = Counter("feedback_total",
                    "Corrections sent to POST /feedback, by outcome: stored; rejected (bad label or image); full "
-                   "(FEEDBACK_MAX_ROWS reached); unavailable (the database failed); disabled (FEEDBACK_DB=off)",
+                   "(FEEDBACK_MAX_ROWS or FEEDBACK_MAX_BYTES reached); unavailable (the database failed); disabled (FEEDBACK_DB=off)",
                    ("outcome",))
 # livemax: a worker's series goes when it exits (child_exit), so after a rollout (SIGHUP) only the
 # model that live workers serve is listed.

@@ -56,13 +56,15 @@ _ERROR_MEANINGS = {
     403: "The key sent is not an admin key (ADMIN_API_KEYS), or the server sets none, which turns the route off.",
     404: "No such route, model or model version.",
     405: "The route exists but not for this method (see Allow).",
-    413: "The body, an image, the batch or the pixels of all its images together are more than this server accepts.",
+    413: "The body, an image, the batch or the pixels of all its images together are more than this server "
+         "accepts (on /feedback also: one image larger than FEEDBACK_MAX_BYTES).",
     415: "The body's media type or image format is not supported.",
     422: "The image decoded but holds no digit (blank, or only specks: no_digits) or is unusable (decompression bomb).",
     500: "A bug on our side; it has been logged.",
     503: "This worker is not ready (the model is loading or failed its self-check), the request ran past "
          "REQUEST_TIMEOUT (deadline_exceeded), or, on /feedback, the feedback database cannot be reached or written.",
-    507: "The feedback store holds FEEDBACK_MAX_ROWS corrections; the operator must export or delete some.",
+    507: "The feedback store holds FEEDBACK_MAX_ROWS corrections, or this one would take it past "
+         "FEEDBACK_MAX_BYTES; the operator must export or delete some.",
 }
 
 _PROBABILITIES = {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 1},
@@ -189,8 +191,10 @@ _FEEDBACK = {
             "data-URL text field, JSON `image`, or a raw image body with the fields in the query string), "
             "with `label`, the right digit. Optional: `request_id` (the X-Request-ID of the prediction "
             "corrected), `predicted` (what the client was shown) and `source` (who sends it, e.g. `page`). "
-            "The server stores the original bytes, the 28x28 input the model saw, the label, the model's "
-            "own answer, confidence and version, the time and the request id."),
+            "The server stores the image's pixels without its metadata (EXIF, XMP, ICC, text chunks, "
+            "comments: an upright JPEG keeps its compressed data, anything else becomes a PNG), the 28x28 "
+            "input the model saw, the label, the model's own answer, confidence and version, the time, and "
+            "the request_id, predicted and source the client sent."),
         "parameters": [
             {"name": name, "in": "query", "schema": schema, "description": f"With a raw image body: {what}"}
             for name, schema, what in (
@@ -217,8 +221,8 @@ _FEEDBACK_EXPORT = {
         "tags": ["feedback"],
         "summary": "Every stored correction, as a zip of 0/ ... 9/ image folders (admin)",
         "description": (
-            "The original images, each in the folder of its label (`<label>/<id>.<ext>`), the layout "
-            "`train.py --data DIR` reads, and `feedback.csv` with each one's id, time, label, model answer, "
+            "The stored images (no metadata), each in the folder of its label (`<label>/<id>.<png|jpg>`), "
+            "the layout `train.py --data DIR` reads, and `feedback.csv` with each one's id, time, label, model answer, "
             "model version, request id and source. Needs one of ADMIN_API_KEYS; off (403) when none is set."),
         "responses": {
             "200": {"description": "A zip file.", "content": {"application/zip": {
@@ -272,7 +276,7 @@ SCHEMAS = {
                                              "unsupported_media_type", "unsupported_image_format",
                                              "blank_image", "no_digits", "too_many_digits",
                                              "implausible_image", "decompression_bomb",
-                                             "not_ready", "invalid_label", "feedback_full",
+                                             "not_ready", "invalid_label", "feedback_full", "feedback_too_large",
                                              "feedback_unavailable", "feedback_disabled", "feedback_not_found",
                                              "admin_disabled", "forbidden"]},
                        "status": {"type": "integer", "description": "The HTTP status, repeated."}}},

@@ -1,16 +1,20 @@
 """POST /feedback stores a correction in SQLite and in a real PostgreSQL; bad corrections get the one
-JSON error shape; export and delete are the operator's; the cap, retention and a failing store."""
+JSON error shape; export and delete are the operator's; the caps, retention, metadata and a failing store."""
 import base64
 import io
 import multiprocessing
 import os
+import queue
 import subprocess
+import time
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
 import sqlalchemy as sa
+from PIL import Image, ImageCms, ImageOps, PngImagePlugin
 
 from flaskService import create_app
 from flaskService.feedback_store import FeedbackStore, corrections, engine_for
@@ -43,6 +47,13 @@ def digits(mnist):
     return [(image_bytes(mnist["x_test"][i]), int(mnist["y_test"][i])) for i in range(3)]
 
 
+def pixels(data):
+    """What an image file decodes to: its mode, size and pixels (the first frame, upright)."""
+    with Image.open(io.BytesIO(data)) as image:
+        image.load()
+        return image.mode, image.size, image.tobytes()
+
+
 def stored_rows(database):
     engine = engine_for(database)
     with engine.connect() as connection:
@@ -52,7 +63,7 @@ def stored_rows(database):
 
 
 def test_a_correction_is_stored_with_what_the_model_saw_and_said(database, make_client, predictor, digits):
-    """The original bytes, the 28x28 input, the label, the model's own answer and confidence, its
+    """The image's pixels, the 28x28 input, the label, the model's own answer and confidence, its
     version and sha256, the request id and source: in SQLite and in PostgreSQL."""
     client = make_client(database)
     png, _ = digits[0]
@@ -68,7 +79,7 @@ def test_a_correction_is_stored_with_what_the_model_saw_and_said(database, make_
     [row] = stored_rows(database)
     assert row.id == answer["id"] and row.label == 3 and row.client_predicted == 7
     assert row.predicted == answer["predicted"] and row.confidence == pytest.approx(probabilities.max(), abs=1e-6)
-    assert row.image == png and row.image_format == "png"
+    assert pixels(row.image) == pixels(png) and row.image_format == "png"
     np.testing.assert_array_equal(np.frombuffer(row.input, "<f4").reshape(28, 28), expected_input)
     assert row.model_version == predictor.version and row.model_sha256 == predictor.sha256
     assert row.request_id == "abc-123" and row.source == "page"
@@ -89,7 +100,7 @@ def test_every_form_predict_takes_is_a_correction(form, make_client, tmp_path, d
         response = client.post(f"/feedback?label={label}&source=script", data=png, content_type="image/png")
     assert response.status_code == 201, response.json
     [row] = stored_rows(database)
-    assert row.label == label and row.image == png
+    assert row.label == label and pixels(row.image) == pixels(png)
 
 
 BAD = [
@@ -177,7 +188,160 @@ def test_corrections_older_than_the_retention_are_deleted(database, make_client,
     assert [row.id for row in stored_rows(database)] == [new, new + 1]
 
 
-def test_export_is_a_zip_of_digit_folders_with_the_original_images(database, make_client, digits):
+def test_an_expired_correction_is_never_read_even_with_no_correction_since(database, make_client, digits):
+    """Retention holds on reading too: export, its manifest and delete leave out a correction that
+    expired after the last one was added, and the export deletes it for good."""
+    client = make_client(database, FEEDBACK_RETENTION_DAYS=30)
+    old, new = (client.post("/feedback", json={"image": base64.b64encode(png).decode(), "label": label}).json["id"]
+                for png, label in digits[:2])
+    engine = engine_for(database)
+    with engine.begin() as connection:
+        connection.execute(corrections.update().where(corrections.c.id == old).values(
+            created_at=datetime.now(timezone.utc) - timedelta(days=31)))
+    engine.dispose()
+    archive = zipfile.ZipFile(io.BytesIO(client.get("/feedback/export", headers=ADMIN).data))
+    images = [name for name in archive.namelist() if not name.endswith("/") and name != "feedback.csv"]
+    assert images == [f"{digits[1][1]}/{new}.png"]
+    assert [line.split(",")[0] for line in archive.read("feedback.csv").decode().splitlines()[1:]] == [str(new)]
+    assert [row.id for row in stored_rows(database)] == [new]
+    assert_error(client.delete(f"/feedback/{old}", headers=ADMIN), 404, "feedback_not_found")
+
+
+def noise_png(side, seed):
+    """A grey PNG of random pixels: it does not compress, so it takes about side * side bytes."""
+    return image_bytes(np.random.default_rng(seed).integers(0, 255, (side, side), np.uint8))
+
+
+def test_the_byte_cap_refuses_what_would_pass_it_and_413s_what_never_fits(database, make_client):
+    """FEEDBACK_MAX_BYTES counts images and inputs: at the cap 507 (as at the row cap, older
+    corrections are not dropped for new ones); an image larger than the whole cap is 413."""
+    images = [noise_png(100, seed) for seed in range(3)]  # about 10 KB each, 3,136 bytes of input
+    cap = 2 * (len(images[0]) + 28 * 28 * 4) + 5000
+    client = make_client(database, FEEDBACK_MAX_BYTES=cap)
+    for png in images[:2]:
+        assert client.post("/feedback", data={"image": (io.BytesIO(png), "d.png"), "label": "1"}).status_code == 201
+    assert_error(client.post("/feedback", data={"image": (io.BytesIO(images[2]), "d.png"), "label": "1"}),
+                 507, "feedback_full")
+    assert_error(client.post("/feedback", data={"image": (io.BytesIO(noise_png(200, 9)), "d.png"), "label": "1"}),
+                 413, "feedback_too_large")
+    rows = stored_rows(database)
+    assert len(rows) == 2 and sum(len(row.image) + len(row.input) for row in rows) <= cap
+
+
+def test_an_oversized_flood_keeps_the_store_under_its_byte_cap(database, make_client):
+    """48 uploads of about 1 MB from 8 threads at once, against a 6 MB cap: the store stays under it
+    (the adds are serialised), every request ends, and the figures are printed. Each thread has an
+    app of its own, with its own store, as gunicorn's workers do."""
+    cap = 6_000_000
+    flood = [noise_png(1000, seed % 6) for seed in range(48)]
+    # Made before the threads start: CPython 3.11 can fail compiling (Werkzeug's routes) in several
+    # threads at once ("AST constructor recursion depth mismatch").
+    clients = queue.SimpleQueue()
+    for _ in range(8):
+        clients.put(make_client(database, FEEDBACK_MAX_BYTES=cap))
+
+    def send(png):
+        client = clients.get()
+        try:
+            started = time.monotonic()
+            response = client.post("/feedback?label=1", data=png, content_type="image/png")
+            return response.status_code, time.monotonic() - started
+        finally:
+            clients.put(client)
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(send, flood))
+    rows = stored_rows(database)
+    stored = sum(len(row.image) + len(row.input) for row in rows)
+    seconds = sorted(took for _, took in answers)
+    print(f"flood of {len(flood)} x {len(flood[0]) / 1e6:.2f} MB on {database.split(':')[0]}: "
+          f"{stored / 1e6:.2f} MB stored in {len(rows)} rows (cap {cap / 1e6:.0f} MB); "
+          f"statuses {sorted(set(status for status, _ in answers))}; per request median {seconds[len(seconds) // 2]:.2f} s, "
+          f"max {seconds[-1]:.2f} s")
+    assert stored <= cap and len(rows) == sum(status == 201 for status, _ in answers) == 5
+    assert {status for status, _ in answers} == {201, 507}
+
+
+def gps_exif():
+    """EXIF with a camera and a GPS position, as a phone writes it."""
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "PhoneMaker", "Phone 12"  # Make, Model
+    exif.get_ifd(0x8825).update({1: "N", 2: (52.0, 22.0, 7.5), 3: "E", 4: (4.0, 53.0, 30.0)})  # GPSInfo
+    return exif
+
+
+def test_a_gps_jpeg_is_stored_without_metadata_and_with_its_pixels(database, make_client, mnist):
+    """A JPEG with GPS EXIF, an ICC profile, XMP and a comment comes out of the export as a JPEG with
+    none of them, decoding to the very pixels the upload decodes to, and preprocesses to the input
+    the model saw (what retraining from an export reads)."""
+    photo = Image.fromarray(255 - mnist["x_test"][0]).resize((280, 280)).convert("RGB")
+    upload = image_bytes(photo, "JPEG", quality=90, exif=gps_exif(), comment=b"taken at home",
+                         icc_profile=ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes(),
+                         xmp=b"<x:xmpmeta><rdf:Description exif:GPSLatitude='52,22N'/></x:xmpmeta>")
+    with Image.open(io.BytesIO(upload)) as opened:
+        assert opened.getexif().get_ifd(0x8825) and {"icc_profile", "xmp", "comment"} <= set(opened.info)
+    client = make_client(database)
+    response = client.post("/feedback", data={"image": (io.BytesIO(upload), "photo.jpg"), "label": "7"})
+    assert response.status_code == 201, response.json
+    archive = zipfile.ZipFile(io.BytesIO(client.get("/feedback/export", headers=ADMIN).data))
+    exported = archive.read(f"7/{response.json['id']}.jpg")
+    assert b"PhoneMaker" not in exported and b"Exif" not in exported and b"xmpmeta" not in exported
+    with Image.open(io.BytesIO(exported)) as image:
+        assert not image.getexif() and not {"exif", "icc_profile", "xmp", "comment"} & set(image.info)
+    assert pixels(exported) == pixels(upload)
+    [row] = stored_rows(database)
+    np.testing.assert_array_equal(preprocess_image(exported), np.frombuffer(row.input, "<f4").reshape(28, 28))
+
+
+def _rotated_jpeg(picture):
+    exif = gps_exif()
+    exif[0x0112] = 6  # Orientation: turn 90 degrees clockwise to show
+    return image_bytes(picture.convert("RGB"), "JPEG", quality=90, exif=exif)
+
+
+def _png_with_text(picture):
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "taken at home")
+    info.add_itxt("XML:com.adobe.xmp", "<x:xmpmeta>52,22N</x:xmpmeta>")
+    return image_bytes(picture, "PNG", pnginfo=info, exif=gps_exif(), dpi=(300, 300),
+                       icc_profile=ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+
+
+@pytest.mark.parametrize(("make_upload", "upright"), (
+    (_rotated_jpeg, lambda picture: picture.convert("RGB").transpose(Image.Transpose.ROTATE_270)),
+    (_png_with_text, None),
+    (lambda picture: image_bytes(picture, "WEBP", lossless=True, exif=gps_exif()), None),
+    (lambda picture: image_bytes(picture.convert("P"), "GIF", comment=b"taken at home", transparency=0), None),
+), ids=("jpeg-rotated", "png-text", "webp-exif", "gif-comment"))
+def test_other_images_are_stored_as_png_without_metadata(make_upload, upright, make_client, tmp_path, mnist):
+    """A JPEG that EXIF rotates, a PNG with text, EXIF, ICC and dpi, a WebP with EXIF and a GIF with a
+    comment: each is kept as a PNG of its upright pixels and nothing else."""
+    picture = Image.fromarray(255 - mnist["x_test"][1]).resize((112, 84))
+    upload = make_upload(picture)
+    database = f"sqlite:///{tmp_path / 'feedback.db'}"
+    response = make_client(database).post("/feedback", data={"image": (io.BytesIO(upload), "d"), "label": "2"})
+    assert response.status_code == 201, response.json
+    [row] = stored_rows(database)
+    assert row.image_format == "png"
+    chunks = {row.image[i + 4:i + 8] for i in _png_chunk_offsets(row.image)}
+    assert chunks <= {b"IHDR", b"PLTE", b"tRNS", b"IDAT", b"IEND"}, chunks
+    with Image.open(io.BytesIO(upload)) as original:
+        original.load()
+        expected = ImageOps.exif_transpose(original)
+    assert pixels(row.image)[1:] == (expected.size, expected.tobytes())
+    if upright is not None:  # and that is the picture turned as its EXIF said
+        assert pixels(row.image)[1] == upright(picture).size
+    np.testing.assert_array_equal(preprocess_image(row.image), np.frombuffer(row.input, "<f4").reshape(28, 28))
+
+
+def _png_chunk_offsets(data):
+    offset = 8
+    while offset < len(data):
+        yield offset
+        offset += 12 + int.from_bytes(data[offset:offset + 4], "big")
+
+
+def test_export_is_a_zip_of_digit_folders_with_the_stored_images(database, make_client, digits):
     client = make_client(database)
     ids = {}
     for png, label in digits:
@@ -190,7 +354,7 @@ def test_export_is_a_zip_of_digit_folders_with_the_original_images(database, mak
     names = set(archive.namelist())
     assert {f"{d}/" for d in range(10)} <= names
     for correction_id, (png, label) in ids.items():
-        assert archive.read(f"{label}/{correction_id}.png") == png
+        assert pixels(archive.read(f"{label}/{correction_id}.png")) == pixels(png)
     manifest = archive.read("feedback.csv").decode().splitlines()
     assert manifest[0].startswith("id,created_at,label,predicted") and len(manifest) == 1 + len(ids)
 
@@ -304,7 +468,7 @@ def test_an_unwritable_default_path_leaves_the_app_serving(make_client, tmp_path
 
 def _create_schema(database, barrier):
     barrier.wait()  # every process issues its CREATE at the same moment, as gunicorn's workers do
-    FeedbackStore(database, max_rows=10, retention_days=1).ensure_schema()
+    FeedbackStore(database, max_rows=10, retention_days=1, max_bytes=10**6).ensure_schema()
 
 
 def test_schema_creation_is_safe_from_many_processes_at_once(database):
