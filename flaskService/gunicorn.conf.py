@@ -1,10 +1,11 @@
 """gunicorn settings for the service: `gunicorn -c flaskService/gunicorn.conf.py`.
 
 Every worker loads the model itself: TensorFlow is not fork-safe, so the app is never preloaded in
-the master (no `preload_app`). The master only checks, before forking, that the configuration and
-the model file are usable, and stops with one line if not; then, unless the model's LiteRT
-conversion is already beside it (as in the image), it has a child process convert the model once,
-so the workers load that without importing TensorFlow at all.
+the master (no `preload_app`). The master checks the configuration and the model before forking,
+and stops with one line if either is unusable. At start and on SIGHUP the model is copied and
+checked in a child process (flaskService/rollout.py), which also makes its LiteRT conversion
+when none is beside it, so the workers load that without importing TensorFlow. Workers load only
+a copy that passed.
 """
 import glob
 import os
@@ -87,40 +88,47 @@ control_socket_disable = True
 
 def on_starting(server):
     """Fail fast, before any worker starts, with one clear line instead of a traceback per worker."""
+    from flaskService import rollout
     from flaskService.config import ConfigError, from_environment
-    from flaskService.model import ModelLoadError, check_model_file
-    from flaskService.predictor import check_servable, convert_once
+    from flaskService.model import ModelLoadError
 
     try:
         settings = from_environment()
-        check_model_file(settings["MODEL_PATH"])
-        # The image has no TensorFlow: a model without its conversion cannot be served there.
-        check_servable(settings["MODEL_PATH"], settings["INFERENCE_BACKEND"])
+        served = rollout.roll_out(settings["MODEL_PATH"], settings["INFERENCE_BACKEND"])
     except (ConfigError, ModelLoadError) as e:
+        rollout.clean_up()
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
-    # Once, in a child process (only where TensorFlow is installed and the model's conversion is not
-    # beside it): workers then load the LiteRT model without importing TensorFlow.
-    convert_once(settings["MODEL_PATH"], settings["INFERENCE_BACKEND"])
+    server.log.info("serving %s (sha256 %s)", served.source, served.sha256[:12])
     _empty_metrics_dir()
 
 
 def on_reload(server):
-    """SIGHUP rolls out the file now at MODEL_PATH: gunicorn starts new workers, which load it, and
-    stops the old ones gracefully. Convert the new model here first, as on_starting does, so the new
-    workers find its LiteRT conversion (cached by sha256) instead of each importing TensorFlow."""
+    """SIGHUP rolls out the file now at MODEL_PATH, once it is checked: gunicorn then starts new
+    workers, which load it, and stops the old ones gracefully. A model that fails the check is not
+    rolled out, and the new workers load the model served until now. Nothing raised here may escape:
+    gunicorn's master would exit."""
+    from flaskService import rollout
     from flaskService.config import ConfigError, from_environment
-    from flaskService.model import ModelLoadError, check_model_file
-    from flaskService.predictor import convert_once
+    from flaskService.model import ModelLoadError
 
+    kept = rollout.served
     try:
         settings = from_environment()
-        check_model_file(settings["MODEL_PATH"])
-    except (ConfigError, ModelLoadError) as e:
-        # The new workers will fail on it too, and gunicorn then stops: say why, loudly, first.
-        server.log.error("reloading with an unusable model: %s", e)
+        served = rollout.roll_out(settings["MODEL_PATH"], settings["INFERENCE_BACKEND"])
+    except (ConfigError, ModelLoadError, OSError) as e:
+        server.log.error("SIGHUP: new model refused, still serving %s (sha256 %s): %s",
+                         kept.source, kept.sha256[:12], e)
         return
-    convert_once(settings["MODEL_PATH"], settings["INFERENCE_BACKEND"])
+    server.log.info("SIGHUP: rolling out %s (sha256 %s, was %s)", served.source, served.sha256[:12],
+                    kept.sha256[:12])
+
+
+def post_fork(server, worker):
+    """The worker loads the last model that passed the check, whatever is at MODEL_PATH now."""
+    from flaskService import rollout
+
+    os.environ["MODEL_PATH"] = str(rollout.served.path)
 
 
 def post_worker_init(worker):
@@ -157,6 +165,9 @@ def child_exit(server, worker):
 
 
 def on_exit(server):
+    from flaskService import rollout
+
+    rollout.clean_up()
     # Ours if named after this master. Not a module global: SIGHUP re-reads this file, resetting them.
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
     if os.path.basename(path) == f"prometheus-{os.getpid()}":

@@ -8,9 +8,10 @@ A model's conversion is found, by the sha256 of the model file, in one of two pl
 - beside the model, `model.<sha256[:16]>.tflite`, written by `python -m flaskService
   convert model.h5`. The image makes it when it is built, so its final stage serves without
   TensorFlow (requirements.txt has none; requirements-train.txt adds it);
-- a cache under the temp directory, which gunicorn's master fills before forking (`convert_once`)
-  when TensorFlow is installed (development): a worker that finds it never imports TensorFlow,
-  which alone costs ~600 MB RSS and seconds of CPU per worker.
+- a cache under the temp directory, filled before any worker starts by the check that gunicorn's
+  master runs in a child process (flaskService/rollout.py) when TensorFlow is installed
+  (development): a worker that finds it never imports TensorFlow, which alone costs ~600 MB RSS
+  and seconds of CPU per worker.
 """
 import argparse
 import contextlib
@@ -19,8 +20,6 @@ import importlib.util
 import io
 import logging
 import os
-import subprocess
-import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -205,27 +204,6 @@ def convert(path):
     target = conversion_path(path, sha256)
     _write(target, to_tflite(load_model(path)))
     return target
-
-
-def convert_once(path, backend="auto"):
-    """Convert the model in a child process (TensorFlow is not fork-safe, so gunicorn's master must
-    not import it) and cache the result for the workers. A failure only costs the workers the time
-    to try again themselves, so it is logged, never raised. Nothing to do when the model's
-    conversion is beside it, or when TensorFlow is not installed."""
-    sha256 = sha256_of(path)
-    cache = _cache_path(sha256)
-    if (backend == "keras" or cache is None or cache.is_file() or conversion_path(path, sha256).is_file()
-            or not can_convert()):
-        return
-    script = "import sys; from flaskService.predictor import Predictor; Predictor.from_path(sys.argv[1], 'litert')"
-    try:
-        done = subprocess.run([sys.executable, "-c", script, str(Path(path).resolve())], capture_output=True,
-                              text=True, cwd=Path(__file__).resolve().parent.parent, timeout=300)
-        failure = done.returncode and (done.stderr.strip().splitlines() or ["no output"])[-1]
-    except subprocess.TimeoutExpired:
-        failure = "took more than 300 s"
-    if failure:
-        log.warning("converting %s ahead of the workers failed; each worker will try: %s", path, failure)
 
 
 def _cache_path(sha256):

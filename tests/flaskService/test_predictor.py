@@ -68,14 +68,16 @@ def test_keras_backend_when_asked(predictor, keras_model, mnist):
 
 
 def test_conversion_is_cached_so_workers_skip_tensorflow(tmp_path):
-    """convert_once (gunicorn's master) converts in a child; a fresh process then loads the cached
-    LiteRT model without importing TensorFlow, and answers."""
+    """The rollout check (gunicorn's master runs it in a child) converts and caches; a fresh process
+    then loads the cached LiteRT model without importing TensorFlow, and answers."""
     env = {**os.environ, "TMPDIR": str(tmp_path)}
-    load = ("import sys; from flaskService.predictor import Predictor, convert_once; convert_once(sys.argv[1]); "
+    check = "import sys; from flaskService.rollout import check; sys.exit(check(sys.argv[1]))"
+    load = ("import sys; from flaskService.predictor import Predictor; "
             "p = Predictor.from_path(sys.argv[1]); p.warm_up(); print(p.backend, 'tensorflow' in sys.modules)")
-    run = subprocess.run([sys.executable, "-c", load, str(MODEL_PATH)], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-2000:]
+    for script in (check, load):
+        run = subprocess.run([sys.executable, "-c", script, str(MODEL_PATH)], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.split() == ["litert", "False"]
     assert len(list(tmp_path.glob("flaskService-*/*.tflite"))) == 1
 
