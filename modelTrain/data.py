@@ -5,6 +5,7 @@ find_ink (line removal included) and sequence.line_input, so training sees what 
 The evaluation set (tests/numbers.py, tests/renders.py) is built from the *test* digits by other
 code, with its own layouts and styles: nothing here is shared with it.
 """
+import functools
 import io
 
 import numpy as np
@@ -12,6 +13,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from flaskService import preprocess, sequence
 from flaskService.errors import ApiError
+from modelTrain import synthetic
 
 MAX_DIGITS = 12
 LENGTH_WEIGHTS = np.array([1.0] * MAX_DIGITS)  # lengths 1-12 equally often
@@ -25,6 +27,12 @@ BASELINE_JITTER = 3  # px up or down per digit
 SLANT = (-0.3, 0.4)  # shear of the whole line (x moves by slant * height)
 SLANT_SHARE = 0.35
 STROKE_SHARE = 0.3  # share of lines drawn with a thicker or thinner pen
+# Marks that are no digit, beside or between the digits, read as nothing (CTC blanks): a dash, a
+# smudge, a letter or symbol, a doodle. Some lines hold only marks, and their label is empty.
+MARKED_SHARE = 0.2
+ONLY_MARKS_SHARE = 0.04
+MARK_KINDS = {"dash": 0.3, "dot": 0.15, "glyph": 0.2, "shapes": 0.1, "figures": 0.1, "blob": 0.05, "hatching": 0.05,
+              "noise": 0.05}
 STYLED_SHARE = 0.6  # share of lines painted as an upload and read back with find_ink; the rest stay clean
 # A painted line whose inked columns, read back, match the clean line's less than this (intersection
 # over union) lost a digit to line removal (a 1 beside a box's edge): its label would be wrong.
@@ -66,10 +74,41 @@ def _touching_left(canvas, piece, top):
     return reach
 
 
-def compose(digits, rng):
+@functools.cache
+def _fonts():
+    return synthetic.training_fonts()
+
+
+def mark(rng):
+    """Ink of a mark that is no digit, cut to its box, about a digit's size (a dash or dot smaller)."""
+    kind = rng.choice(list(MARK_KINDS), p=list(MARK_KINDS.values()))
+    if kind in ("dash", "dot"):
+        length = rng.uniform(6, 16) if kind == "dash" else rng.uniform(2, 5)
+        thick = rng.uniform(1.5, 3.5) if kind == "dash" else length
+        ink = np.zeros((int(thick) + 2, int(length) + 2), np.float32)
+        ink[1:-1, 1:-1] = 1.0
+        return ink
+    makers = {"glyph": lambda: synthetic.glyph(rng, _fonts()), "shapes": lambda: synthetic.shapes(rng),
+              "figures": lambda: synthetic.figures(rng), "blob": lambda: synthetic.blob(rng),
+              "hatching": lambda: synthetic.hatching(rng), "noise": lambda: synthetic.noise(rng)}
+    for _ in range(10):
+        ink = np.asarray(makers[kind](), np.float32) / 255
+        if (ink > 0.3).any():
+            rows, cols = np.flatnonzero(ink.max(axis=1) > 0.1), np.flatnonzero(ink.max(axis=0) > 0.1)
+            ink = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+            return np.clip(_resized(ink, rng.uniform(12, 24) / max(ink.shape)), 0, 1)
+    return np.ones((3, 10), np.float32)
+
+
+def compose(digits, rng, marks=()):
     """28x28 uint8 MNIST digits -> one float32 line of ink (white on black, [0, 1]) holding them left
-    to right, spaced, sized and slanted at random."""
+    to right, spaced, sized and slanted at random; `marks` (ink) go at random places among them."""
     pieces = [np.clip(_resized(crop(d), 1 + rng.uniform(-SIZE_JITTER, SIZE_JITTER)), 0, 1) for d in digits]
+    is_mark = [False] * len(pieces)
+    for ink in marks:  # apart from its neighbours: a mark touching a digit could be part of it
+        at = int(rng.integers(0, len(pieces) + 1))
+        pieces.insert(at, ink)
+        is_mark.insert(at, True)
     height = max(p.shape[0] for p in pieces) + 2 * BASELINE_JITTER + 4
     width = sum(p.shape[1] for p in pieces) + len(pieces) * (SEPARATE_GAP[1] + 28) + 8
     canvas = np.zeros((height, width), np.float32)
@@ -78,7 +117,8 @@ def compose(digits, rng):
         top = int(np.clip((height - piece.shape[0]) // 2 + rng.integers(-BASELINE_JITTER, BASELINE_JITTER + 1),
                           0, height - piece.shape[0]))
         if index:
-            kind = rng.choice(list(GAPS), p=list(GAPS.values()))
+            apart = is_mark[index] or is_mark[index - 1]
+            kind = "separate" if apart else rng.choice(list(GAPS), p=list(GAPS.values()))
             right_edge = int(np.flatnonzero(canvas.max(axis=0) > 0)[-1]) + 1
             if kind == "separate":
                 wide = rng.random() < WIDE_GAP_SHARE
@@ -184,9 +224,11 @@ def _encoded(image, fmt):
 
 
 def number_line(x, y, indices, rng):
-    """One training example from digits `x[indices]`: (the model's input as uint8, its label), or
-    None when the service's preprocessing would find no writing in it."""
-    strip = sequence.line_input(compose([x[i] for i in indices], rng))
+    """One training example from digits `x[indices]` (and, in some, marks that are no digit): (the
+    model's input as uint8, its label), or None when the service's preprocessing would find no
+    writing in it."""
+    marks = [mark(rng) for _ in range(int(rng.integers(1, 3)))] if rng.random() < MARKED_SHARE or not len(indices) else []
+    strip = sequence.line_input(compose([x[i] for i in indices], rng, marks))
     if strip is None or not (strip.input > sequence.THRESHOLD).any():  # a thinner pen left only faint ink
         return None
     if rng.random() < STYLED_SHARE:
@@ -213,7 +255,7 @@ def number_lines(x, y, pool, count, seed):
     made = tries = 0
     while made < count:
         tries += 1
-        length = 1 + rng.choice(MAX_DIGITS, p=LENGTH_WEIGHTS / LENGTH_WEIGHTS.sum())
+        length = 0 if rng.random() < ONLY_MARKS_SHARE else 1 + rng.choice(MAX_DIGITS, p=LENGTH_WEIGHTS / LENGTH_WEIGHTS.sum())
         example = number_line(x, y, pool[rng.integers(0, len(pool), length)], rng)
         if example is None:
             continue
