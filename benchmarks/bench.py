@@ -9,7 +9,7 @@ flaskService/gunicorn.conf.py, and BentoML and LitServe serving the same LiteRT 
 requests/s, latency, ratios and CPU per request for single 28x28 uploads at 1, 2, 4, 8, 16 and 64
 connections, the 280x280 canvas, 256-digit batches, then time to ready and memory per worker. The
 figures go to benchmarks/results.json (every round of every row) and benchmarks/results.md (the
-table for the README); both are rewritten by every run, so not committed.
+table for benchmarks/README.md); both are rewritten by every run, so not committed.
 
 Honest by construction: every row is measured in every round (3 by default), each round runs the
 servers of a comparison back to back (ratios are taken within a round), and no run is repeated or
@@ -560,7 +560,7 @@ def main(argv=None):
 
 
 def table(results):
-    """The run as the markdown the README shows: one table, then the machine and start-up figures."""
+    """The run as the markdown benchmarks/README.md shows: one table, then the machine and start-up figures."""
     lines = ["| Scenario | Conns | Req/s (median) | Slowest–fastest round | Max/min | p50 ms | p99 ms (worst) "
              "| × ceiling | × BentoML | × LitServe | × original | CPU ms/req | Conns per worker | Worker CPU balance |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
