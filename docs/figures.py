@@ -59,10 +59,10 @@ def count(value):
 def headline_accuracy(cards):
     model, numbers = cards["model"], cards["number"]
     evaluation = model["evaluation"]
-    readers = ", ".join(f"{pct(result['exact_match'], 1)} ({name})" for name, result in number_readers(numbers))
+    readers = ", ".join(f"{pct(result['exact_match'], 1)} (`{name}`)" for name, result in number_readers(numbers))
     return (f"**Accuracy**: {pct(model['test']['accuracy'])} of the {count(model['test']['images'])} MNIST test digits; "
             f"{pct(evaluation['not_a_digit_flagged'], 1)} of images that are no digit flagged; "
-            f"whole numbers read exactly: {readers}.\n")
+            f"{count(numbers['data']['numbers'])} handwritten numbers read exactly: {readers}.\n")
 
 
 def model_summary(cards):

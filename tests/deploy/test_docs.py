@@ -61,7 +61,7 @@ def test_the_numbers_table_shows_whichever_readers_the_card_holds(readers):
     header = figures.numbers_table(cards).splitlines()[0]
     assert [cell.strip().split()[0] for cell in header.split("|")[2:-1] if cell.strip() != "target"] == \
         [f"`{name}`" for name in readers]
-    assert all(f"({name})" in figures.headline_accuracy(cards) for name in readers)
+    assert all(f"(`{name}`)" in figures.headline_accuracy(cards) for name in readers)
     assert all(f"how {name} reads" in figures.number_card(cards) for name in readers)
 
 
