@@ -145,17 +145,22 @@ def numbers_table(cards):
         row(kind, [pct(r["per_kind"][kind], 1) if kind in r.get("per_kind", {}) else "" for _, r in readers],
             pct(targets[kind], 1) if kind in targets else "")
     for label, key, target in NUMBER_ROWS_AFTER_KINDS:
-        row(label, [pct(r[key], 1) for _, r in readers], pct(targets[target], 1) if target in targets else "")
+        row(label, [pct(r[key], 1) if key in r else "" for _, r in readers], pct(targets[target], 1) if target in targets else "")
     row("CPU ms per 4-digit number, decode + read (median / p90)",
         [f"{r['cpu_ms_per_4_digit_number']['median']} / {r['cpu_ms_per_4_digit_number']['p90']}"
          if "cpu_ms_per_4_digit_number" in r else "" for _, r in readers],
         f"{targets['ms_per_4_digits']:g}" if "ms_per_4_digits" in targets else "")
     lines.append("")
     for name, result in readers:
-        lengths = ", ".join(f"{length} digits {pct(v, 1)}" for length, v in
-                            sorted(result["per_length"].items(), key=lambda kv: int(kv[0])))
-        styles = ", ".join(f"{style} {pct(v, 1)}" for style, v in sorted(result["per_style"].items()))
-        lines.append(f"- `{name}` by length: {lengths}; by style: {styles}.")
+        parts = []
+        if result.get("per_length"):
+            parts.append("by length: " + ", ".join(f"{length} digits {pct(v, 1)}" for length, v in
+                                                   sorted(result["per_length"].items(), key=lambda kv: int(kv[0]))))
+        if result.get("per_style"):
+            parts.append("by style: " + ", ".join(f"{style} {pct(v, 1)}" for style, v in
+                                                  sorted(result["per_style"].items())))
+        if parts:
+            lines.append(f"- `{name}` " + "; ".join(parts) + ".")
     return "\n".join(lines) + "\n"
 
 
