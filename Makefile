@@ -11,18 +11,18 @@ export PORT MNIST_NPZ
 run: $(VENV)/.run-deps
 	$(VENV)/bin/gunicorn -c flaskService/gunicorn.conf.py
 
-test: $(VENV)/.test-deps system-deps
+test: system-deps $(VENV)/.test-deps
 	$(PYTHON) -m pytest
 
 # Train the digit model, measure is_digit on the evaluation sets and write the figures into its
 # card; then train the number reader.
-train: $(VENV)/.test-deps system-deps
+train: system-deps $(VENV)/.test-deps
 	$(PYTHON) modelTrain/train.py --data $(MNIST_NPZ) --seed 1
 	$(PYTHON) modelTrain/evaluate.py flaskService/model.h5 --data $(MNIST_NPZ) --rejection \
 	  --card flaskService/model.json --out flaskService/confusion.png --reliability flaskService/reliability.png
 	$(PYTHON) modelTrain/number_model.py --data $(MNIST_NPZ) --seed 1
 
-bench: $(VENV)/.test-deps $(BENCH_VENV)/.bench-deps system-deps
+bench: system-deps $(VENV)/.test-deps $(BENCH_VENV)/.bench-deps
 	$(PYTHON) benchmarks/bench.py --peers-python $(BENCH_VENV)/bin/python
 
 # Development serves with TensorFlow at hand, to convert model.h5 (the image serves without it).
@@ -47,14 +47,18 @@ $(VENV)/.test-deps: requirements.txt requirements-train.txt requirements-test.tx
 # (bench), PostgreSQL (the feedback store; tests start their own server), and Podman with what it
 # needs here (runc; netavark, aardvark-dns and iptables for compose's networks, names and published
 # ports) plus debootstrap, which builds the stand-ins for upstream images (tests/containers/engine.py);
-# Tesseract, which modelTrain/evaluate_numbers.py measures the number reader against;
+# Tesseract, which modelTrain/evaluate_numbers.py measures the number reader against; Debian's
+# venv module (its python3 splits it out) and CA certificates (the Python stand-in image copies them);
 # and data: fonts that training sets letters in (DejaVu, URW) and others only the evaluation uses
 # (Liberation, FreeFont, Comic Neue), and Fashion-MNIST, which only the evaluation uses.
 SYSTEM_PACKAGES := chromium nginx wrk postgresql podman runc netavark aardvark-dns iptables debootstrap gettext-base tesseract-ocr \
-	fonts-dejavu-core fonts-urw-base35 fonts-liberation fonts-freefont-ttf fonts-comic-neue dataset-fashion-mnist
+	python3-venv ca-certificates \
+	fonts-dejavu-core fonts-dejavu-extra fonts-urw-base35 fonts-liberation fonts-freefont-ttf fonts-comic-neue dataset-fashion-mnist
 SYSTEM_FILES := /usr/bin/chromium /usr/sbin/nginx /usr/bin/wrk /usr/bin/pg_ctlcluster /usr/bin/podman /usr/sbin/runc \
 	/usr/lib/podman/netavark /usr/lib/podman/aardvark-dns /usr/sbin/iptables /usr/sbin/debootstrap /usr/bin/envsubst /usr/bin/tesseract \
-	/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf /usr/share/fonts/opentype/urw-base35/NimbusSans-Regular.otf \
+	/usr/lib/python3.11/ensurepip/__init__.py /etc/ssl/certs/ca-certificates.crt \
+	/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf /usr/share/fonts/truetype/dejavu/DejaVuSans-ExtraLight.ttf \
+	/usr/share/fonts/opentype/urw-base35/NimbusSans-Regular.otf \
 	/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf /usr/share/fonts/truetype/freefont/FreeSans.ttf \
 	/usr/share/fonts/opentype/comic-neue/ComicNeue-Regular.otf /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
 system-deps:
