@@ -227,8 +227,29 @@ class BalancedWorker(ThreadWorker):
         return fewest is None or self.nr_conns <= fewest
 
     def set_accept_enabled(self, enabled):
-        # gthread calls this on every turn of its loop with "below worker_connections?"
+        # gthread calls this on every turn of its loop with "below worker_connections?", and once
+        # with False when the worker stops.
         super().set_accept_enabled(enabled and self.alive and self._may_accept())
+        if not self.alive:
+            self._stop_listening()
+
+    def _stop_listening(self):
+        """A stopping worker takes the connections already queued on its listening socket, to answer
+        them, then closes its copy of the socket. gthread keeps it open until the worker exits, so a
+        connection the kernel queued meanwhile (a proxy's new connection, its request written at
+        once) was reset at exit, and nginx does not resend a POST it wrote. Once the last copy is
+        closed (the master closes its own before signalling workers) a new connection is refused,
+        which nginx does resend to another replica."""
+        for listener in self.sockets:
+            if listener.sock is None:  # closed already
+                continue
+            listener.setblocking(False)
+            while True:
+                held = self.nr_conns
+                ThreadWorker.accept(self, listener)  # gthread's own, without the balance check
+                if self.nr_conns == held:  # nothing queued (EAGAIN)
+                    break
+            listener.close()
 
     def accept(self, listener):
         if not self._may_accept():  # a sibling took fewer since this worker last looked

@@ -30,6 +30,7 @@ class Entry:
     got_status: int = None
     got_digits: list = None
     echoed_id: str = None
+    got_code: str = None  # an error answer's JSON "code" (the app's or nginx's)
     error: str = None  # the connection failed: the exception's type and message
     refused: bool = False  # ... because nothing accepted the connection
 
@@ -140,6 +141,8 @@ def send(url, entries, headers=None, concurrency=CONCURRENCY, timeout=30):
         entry.ended = time.monotonic()
         entry.got_status = response.status_code
         entry.echoed_id = response.headers.get("X-Request-ID")
+        if response.status_code != 200 and response.headers.get("Content-Type", "").startswith("application/json"):
+            entry.got_code = response.json().get("code")
         if response.status_code == 200:
             body = response.json()
             entry.got_digits = [p["digit"] for p in body["predictions"]] if "predictions" in body else [body["digit"]]
