@@ -1,4 +1,5 @@
 """The digit recognition service: `create_app()` builds it; gunicorn runs `flaskService:create_app()`."""
+import functools
 import json
 import logging
 from pathlib import Path
@@ -7,7 +8,7 @@ import orjson
 from flask import Flask
 from flask.json.provider import JSONProvider
 
-from . import api, auth, config, deadline, errors, feedback, health, logs, metrics, openapi, page, read, selfcheck, v2
+from . import api, auth, config, deadline, errors, feedback, health, logs, metrics, openapi, page, read, selfcheck, sequence, v2
 from .errors import ApiError
 from .predictor import Predictor
 
@@ -67,9 +68,15 @@ def create_app(test_config=None):
         app.config["MODEL_PATH"], backend=app.config["INFERENCE_BACKEND"])
     predictor.warm_up()
     app.extensions["predictor"] = predictor
+    number_predictor = app.config.get("NUMBER_PREDICTOR") or Predictor.from_path(
+        app.config["NUMBER_MODEL_PATH"], backend=app.config["INFERENCE_BACKEND"], contract=sequence.NUMBERS)
+    number_predictor.warm_up()
+    app.extensions["number_predictor"] = number_predictor
+    app.extensions["read_number"] = functools.partial(
+        sequence.read_number, frames_of=deadline.checked(number_predictor.predict), min_digit_score=app.config["MIN_DIGIT_SCORE"])
     app.extensions["model_card"] = _model_card(app.config["MODEL_PATH"])
     metrics.register(app)
-    readiness.set(selfcheck.run(predictor))
+    readiness.set(selfcheck.run(predictor) or selfcheck.run(number_predictor))
     if not readiness.ready:
         log.error(readiness.reason)
     return app

@@ -65,6 +65,8 @@ def _database_url(name, text):
 SETTINGS = {
     "MODEL_PATH": (str(PACKAGE_DIR / "model.h5"), lambda name, text: text,
                    "Keras model to serve: .h5 (Keras 3 or Keras 2) or .keras"),
+    "NUMBER_MODEL_PATH": (str(PACKAGE_DIR / "number_model.h5"), lambda name, text: text,
+                          "the number reader's model (POST /read, V2 mnist-number): .h5 or .keras"),
     "MAX_CONTENT_LENGTH": (4 * 1024 * 1024, _positive_int, "largest request body, bytes (413 above)"),
     "MAX_PIXELS": (16_000_000, _positive_int, "largest image, pixels (413 above)"),
     "MAX_REQUEST_PIXELS": (16_000_000, _positive_int,

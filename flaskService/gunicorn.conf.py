@@ -94,41 +94,48 @@ def on_starting(server):
 
     try:
         settings = from_environment()
-        served = rollout.roll_out(settings["MODEL_PATH"], settings["INFERENCE_BACKEND"])
+        for setting in rollout.MODEL_SETTINGS:
+            served = rollout.roll_out(setting, settings[setting], settings["INFERENCE_BACKEND"])
+            server.log.info("serving %s (sha256 %s)", served.source, served.sha256[:12])
     except (ConfigError, ModelLoadError) as e:
         rollout.clean_up()
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
-    server.log.info("serving %s (sha256 %s)", served.source, served.sha256[:12])
     _empty_metrics_dir()
 
 
 def on_reload(server):
-    """SIGHUP rolls out the file now at MODEL_PATH, once it is checked: gunicorn then starts new
-    workers, which load it, and stops the old ones gracefully. A model that fails the check is not
-    rolled out, and the new workers load the model served until now. Nothing raised here may escape:
-    gunicorn's master would exit."""
+    """SIGHUP rolls out the files now at MODEL_PATH and NUMBER_MODEL_PATH, each once it is checked:
+    gunicorn then starts new workers, which load them, and stops the old ones gracefully. A model
+    that fails the check is not rolled out, and the new workers load the one served until now.
+    Nothing raised here may escape: gunicorn's master would exit."""
     from flaskService import rollout
     from flaskService.config import ConfigError, from_environment
     from flaskService.model import ModelLoadError
 
-    kept = rollout.served
     try:
         settings = from_environment()
-        served = rollout.roll_out(settings["MODEL_PATH"], settings["INFERENCE_BACKEND"])
-    except (ConfigError, ModelLoadError, OSError) as e:
-        server.log.error("SIGHUP: new model refused, still serving %s (sha256 %s): %s",
-                         kept.source, kept.sha256[:12], e)
+    except ConfigError as e:
+        server.log.error("SIGHUP: configuration refused, still serving the models loaded: %s", e)
         return
-    server.log.info("SIGHUP: rolling out %s (sha256 %s, was %s)", served.source, served.sha256[:12],
-                    kept.sha256[:12])
+    for setting in rollout.MODEL_SETTINGS:
+        kept = rollout.served[setting]
+        try:
+            served = rollout.roll_out(setting, settings[setting], settings["INFERENCE_BACKEND"])
+        except (ModelLoadError, OSError) as e:
+            server.log.error("SIGHUP: new model refused, still serving %s (sha256 %s): %s",
+                             kept.source, kept.sha256[:12], e)
+            continue
+        server.log.info("SIGHUP: rolling out %s (sha256 %s, was %s)", served.source, served.sha256[:12],
+                        kept.sha256[:12])
 
 
 def post_fork(server, worker):
-    """The worker loads the last model that passed the check, whatever is at MODEL_PATH now."""
+    """The worker loads the last models that passed the check, whatever is at their paths now."""
     from flaskService import rollout
 
-    os.environ["MODEL_PATH"] = str(rollout.served.path)
+    for setting, served in rollout.served.items():
+        os.environ[setting] = str(served.path)
 
 
 def post_worker_init(worker):

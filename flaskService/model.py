@@ -2,6 +2,7 @@
 import hashlib
 import json
 import zipfile
+from collections import namedtuple
 from pathlib import Path
 
 import h5py
@@ -17,15 +18,32 @@ NUM_CLASSES = 10  # the digits
 NOT_A_DIGIT, SEVERAL_DIGITS = NUM_CLASSES, NUM_CLASSES + 1
 OUTPUT_WIDTHS = (NUM_CLASSES, NUM_CLASSES + 2)  # a digits-only (legacy) model, or one that can say no
 
+Contract = namedtuple("Contract", "input_shape output_shapes batch_sizes")
+Contract.__doc__ = """What a model takes and gives per image, and the batch sizes its interpreters are
+built for: a request is padded up to the next one, so none pays for re-allocating tensors."""
+# The digit classifier: 256 is the API's largest batch.
+DIGITS = Contract(INPUT_SHAPE, tuple((width,) for width in OUTPUT_WIDTHS), (1, 4, 16, 64, 256))
+# The number reader (flaskService/sequence.py): a 32x256 line in, 64 frames of CTC blank + ten digits
+# out. /read reads one image at a time; a batch of 16 lines already holds ~8 MB of activations.
+NUMBERS = Contract((32, 256, 1), ((64, 11),), (1, 4, 16))
+CONTRACTS = (DIGITS, NUMBERS)
+CONTRACT_NAMES = {"digits": DIGITS, "numbers": NUMBERS}
+
+
+def contract_of(input_shape, output_shape=None):
+    """The contract a model with these shapes (without the batch axis) keeps, or None."""
+    return next((c for c in CONTRACTS if tuple(input_shape) == c.input_shape
+                 and (output_shape is None or tuple(output_shape) in c.output_shapes)), None)
+
 
 def sha256_of(path):
     """The model file's sha256 (hex): its identity in the cache, the model card and the API's version."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def load_model(path):
-    """Load a classifier taking (N, 28, 28, 1) float32 in [0, 1] and returning (N, 10) or (N, 12)
-    probabilities (OUTPUT_WIDTHS)."""
+def load_model(path, contract=None):
+    """Load a model that keeps `contract` (any of CONTRACTS when None): the digit classifier takes
+    (N, 28, 28, 1) float32 in [0, 1] and returns (N, 10) or (N, 12) probabilities (OUTPUT_WIDTHS)."""
     import keras  # here, not at the top: gunicorn's master checks the file without loading TensorFlow
 
     path = check_model_file(path)
@@ -36,11 +54,10 @@ def load_model(path):
             model = keras.models.load_model(path, compile=False)
     except Exception as e:  # h5py, zipfile and Keras each raise their own types for a bad file
         raise ModelLoadError(f"cannot load model {path}: {_first_line(e)}") from None
-    if tuple(model.input_shape[1:]) != INPUT_SHAPE or model.output_shape[-1] not in OUTPUT_WIDTHS:
-        raise ModelLoadError(
-            f"{path} takes {model.input_shape} and returns {model.output_shape}; "
-            f"expected (None, 28, 28, 1) -> (None, 10) or (None, 12)"
-        )
+    if contract_of(model.input_shape[1:], model.output_shape[1:]) not in ((contract,) if contract else CONTRACTS):
+        expected = " or ".join(f"{(None, *c.input_shape)} -> {' or '.join(str((None, *o)) for o in c.output_shapes)}"
+                               for c in ((contract,) if contract else CONTRACTS))
+        raise ModelLoadError(f"{path} takes {model.input_shape} and returns {model.output_shape}; expected {expected}")
     return model
 
 

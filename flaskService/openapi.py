@@ -274,7 +274,7 @@ SCHEMAS = {
                                              "payload_too_large", "too_many_images", "too_many_pixels",
                                              "request_too_many_pixels", "deadline_exceeded",
                                              "unsupported_media_type", "unsupported_image_format",
-                                             "blank_image", "no_digits", "too_many_digits",
+                                             "blank_image", "no_digits",
                                              "implausible_image", "decompression_bomb",
                                              "not_ready", "invalid_label", "feedback_full", "feedback_too_large",
                                              "feedback_unavailable", "feedback_disabled", "feedback_not_found",

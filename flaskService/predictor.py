@@ -26,14 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .model import (INPUT_SHAPE, NOT_A_DIGIT, NUM_CLASSES, SEVERAL_DIGITS, ModelLoadError, check_model_file, load_model,
-                    sha256_of)
+from .model import (DIGITS, NOT_A_DIGIT, NUM_CLASSES, SEVERAL_DIGITS, ModelLoadError, check_model_file, contract_of,
+                    load_model, sha256_of)
 
 log = logging.getLogger(__name__)
 
-# Interpreters are sized for these batch sizes; a request is padded up to the next one, so no
-# request pays for re-allocating tensors. 256 is the API's largest batch.
-BATCH_SIZES = (1, 4, 16, 64, 256)
+BATCH_SIZES = DIGITS.batch_sizes
 _TINY = np.finfo(np.float32).tiny  # looked up once, not per request
 
 
@@ -67,12 +65,17 @@ class Classification:
 class Predictor:
     """Holds one model and the fastest way this machine has to run it."""
 
-    def __init__(self, model, name="mnist", version="unknown", sha256=None, backend="auto", tflite=None):
-        """`model`: the Keras model, or None when `tflite` (its conversion) is given."""
+    def __init__(self, model, name="mnist", version="unknown", sha256=None, backend="auto", tflite=None,
+                 contract=DIGITS):
+        """`model`: the Keras model, or None when `tflite` (its conversion) is given; `contract`: the
+        shapes it keeps (model.CONTRACTS)."""
         self.model = model
         self.name = name
         self.version = version
         self.sha256 = sha256
+        self.contract = contract
+        self.input_shape = contract.input_shape
+        self.batch_sizes = contract.batch_sizes
         self._interpreters = {}
         self._lock = threading.Lock()  # a LiteRT interpreter serves one call at a time
         self.backend = "keras"
@@ -89,7 +92,8 @@ class Predictor:
                 log.warning("LiteRT conversion failed (%s); serving through Keras, which is slower", e)
 
     @classmethod
-    def from_path(cls, path, backend="auto"):
+    def from_path(cls, path, backend="auto", contract=None):
+        """The model at `path`, which must keep `contract` (any of model.CONTRACTS when None)."""
         path = check_model_file(path)
         sha256 = sha256_of(path)
         card = {"name": path.stem if path.stem != "model" else "mnist", "version": sha256[:12], "sha256": sha256,
@@ -97,15 +101,17 @@ class Predictor:
         if backend != "keras":
             for conversion in (conversion_path(path, sha256), _cache_path(sha256)):
                 if conversion is not None and conversion.is_file():
-                    converted = cls(None, tflite=conversion.read_bytes(), **card)
+                    tflite = conversion.read_bytes()
                     try:
+                        converted = cls(None, tflite=tflite, contract=contract_of_tflite(tflite, contract), **card)
                         converted._interpreter(1)
                         return converted
                     except Exception as e:  # a truncated or foreign file: convert again, as if it were not there
                         log.warning("ignoring the LiteRT model %s: %s", conversion, e)
         if not can_convert():  # no conversion that loads, and no TensorFlow to make one or to serve with
             raise ModelLoadError(_cannot_serve(path, backend, sha256))
-        predictor = cls(load_model(path), **card)
+        model = load_model(path, contract)
+        predictor = cls(model, contract=contract_of(model.input_shape[1:]), **card)
         cache = _cache_path(sha256)
         if predictor.backend == "litert" and cache is not None:
             _store(cache, predictor._tflite)
@@ -118,20 +124,20 @@ class Predictor:
     def predict(self, images):
         """(N, 28, 28) or (N, 28, 28, 1) float32 in [0, 1] -> (N, 10) float32 probabilities, or (N, 12)
         for a model that can say an image is not one digit (model.OUTPUT_WIDTHS)."""
-        images = np.asarray(images, dtype=np.float32).reshape(-1, *INPUT_SHAPE)
+        images = np.asarray(images, dtype=np.float32).reshape(-1, *self.input_shape)
         if self.backend == "keras":
             return np.asarray(self.model(images, training=False), dtype=np.float32)
-        out = np.empty((len(images), self.outputs), np.float32)
-        for start in range(0, len(images), BATCH_SIZES[-1]):
-            chunk = images[start:start + BATCH_SIZES[-1]]
+        out = np.empty((len(images), *self.output_shape), np.float32)
+        for start in range(0, len(images), self.batch_sizes[-1]):
+            chunk = images[start:start + self.batch_sizes[-1]]
             out[start:start + len(chunk)] = self._invoke(chunk)
         return out
 
     def _invoke(self, chunk):
         count = len(chunk)
-        size = next(n for n in BATCH_SIZES if n >= count)
+        size = next(n for n in self.batch_sizes if n >= count)
         if count < size:
-            chunk = np.concatenate([chunk, np.zeros((size - count, *INPUT_SHAPE), np.float32)])
+            chunk = np.concatenate([chunk, np.zeros((size - count, *self.input_shape), np.float32)])
         with self._lock:
             interpreter, input_index, output_index = self._interpreter(size)
             interpreter.set_tensor(input_index, chunk)
@@ -139,12 +145,17 @@ class Predictor:
             return interpreter.get_tensor(output_index)[:count].copy()
 
     @functools.cached_property
-    def outputs(self):
-        """How many probabilities the model gives per image (model.OUTPUT_WIDTHS); read once, not on
-        every request."""
+    def output_shape(self):
+        """What the model gives per image: (10,) or (12,) probabilities for a digit model
+        (model.OUTPUT_WIDTHS), (frames, classes) for the number model; read once, not per request."""
         if self.backend == "keras":
-            return self.model.output_shape[-1]
-        return int(self._interpreter(1)[0].get_output_details()[0]["shape"][-1])
+            return tuple(self.model.output_shape[1:])
+        return tuple(int(n) for n in self._interpreter(1)[0].get_output_details()[0]["shape"][1:])
+
+    @property
+    def outputs(self):
+        """How many probabilities the model gives per image (a digit model)."""
+        return self.output_shape[-1]
 
     def _interpreter(self, size):
         if size not in self._interpreters:
@@ -154,15 +165,28 @@ class Predictor:
             # would only make workers fight over cores.
             interpreter = Interpreter(model_content=self._tflite, num_threads=1)
             input_index = interpreter.get_input_details()[0]["index"]
-            interpreter.resize_tensor_input(input_index, [size, *INPUT_SHAPE])
+            interpreter.resize_tensor_input(input_index, [size, *self.input_shape])
             interpreter.allocate_tensors()
             self._interpreters[size] = (interpreter, input_index, interpreter.get_output_details()[0]["index"])
         return self._interpreters[size]
 
     def warm_up(self):
         """Build every interpreter and run each once, so the first requests are as fast as the rest."""
-        for size in BATCH_SIZES if self.backend == "litert" else (1,):
-            self.predict(np.zeros((size, *INPUT_SHAPE), np.float32))
+        for size in self.batch_sizes if self.backend == "litert" else (1,):
+            self.predict(np.zeros((size, *self.input_shape), np.float32))
+
+
+def contract_of_tflite(tflite, expected=None):
+    """The contract (model.CONTRACTS) a LiteRT model keeps, read from its input and output shapes."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=tflite, num_threads=1)
+    shapes = [tuple(int(n) for n in d["shape"][1:]) for d in (interpreter.get_input_details()[0],
+                                                             interpreter.get_output_details()[0])]
+    contract = contract_of(*shapes)
+    if contract is None or (expected is not None and contract != expected):
+        raise ModelLoadError(f"a LiteRT model of shapes {shapes} is not the model expected here")
+    return contract
 
 
 def conversion_path(path, sha256=None):

@@ -5,8 +5,7 @@ import io
 from flask import Blueprint, current_app, request
 from PIL import Image, ImageDraw
 
-from . import deadline, metrics, payload, preprocess
-from .reader import read_number
+from . import metrics, payload, preprocess
 
 bp = Blueprint("read", __name__)
 
@@ -16,19 +15,19 @@ BOX_COLOUR = (230, 30, 40)
 @bp.post("/read")
 def read():
     config = current_app.config
-    predictor = current_app.extensions["predictor"]
+    predictor = current_app.extensions["number_predictor"]
+    read_number = current_app.extensions["read_number"]
     with metrics.stage("preprocess"):
         items, is_list = payload.read_items(request._get_current_object(), config["MAX_IMAGES"],
                                             config["MAX_PIXELS"], config["MAX_REQUEST_PIXELS"])
     debug = request.args.get("debug") in ("1", "true")
-    classify = deadline.checked(classifier(predictor, config["MIN_DIGIT_SCORE"]))
 
     def reading(item):
         # Decoded here, one image at a time, and dropped once read: never all of them at once.
         image = payload.to_image(item, config["MAX_PIXELS"])
         # find_ink shrinks a big image in place; the debug picture needs it as decoded.
         decoded = image.copy() if debug else None
-        return _reading(read_number(image, classify), decoded)
+        return _reading(read_number(image), decoded)
 
     with metrics.stage("inference"):
         results = payload.each_item(items, reading) if is_list else [reading(items[0])]
@@ -37,11 +36,6 @@ def read():
     if is_list:
         return {"readings": results, "model": model}
     return {**results[0], "model": model}
-
-
-def classifier(predictor, min_digit_score):
-    """The reader's `classify`: (N, 28, 28) -> Predictor.classify's answers, at the service's threshold."""
-    return lambda arrays: predictor.classify(arrays, min_digit_score)
 
 
 def _reading(number, image):

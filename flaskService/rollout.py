@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .model import ModelLoadError, check_model_file, sha256_of
+from .model import CONTRACT_NAMES, ModelLoadError, check_model_file, sha256_of
 from .predictor import check_servable, conversion_path
 
 CHECK_TIMEOUT_S = 300  # converting with TensorFlow on a busy machine takes tens of seconds
@@ -33,29 +33,31 @@ class Served:
         self.path, self.sha256, self.source = path, sha256, source
 
 
-# Set in the master; every worker it forks inherits them.
-served = None
+# The settings that name a model, and which model each must be (model.CONTRACT_NAMES).
+MODEL_SETTINGS = {"MODEL_PATH": "digits", "NUMBER_MODEL_PATH": "numbers"}
+# Set in the master, one Served per setting; every worker it forks inherits them.
+served = {}
 _root = None  # the master's private directory of checked copies
 
 
-def roll_out(source, backend="auto"):
-    """Check the model at `source` and make it the one new workers load (returns its Served). Raises
-    ModelLoadError, saying why in one line, and leaves the model served before in place, if the
-    model cannot be served."""
-    global served
+def roll_out(setting, source, backend="auto"):
+    """Check the model at `source` and make it the one new workers load for `setting` (returns its
+    Served). Raises ModelLoadError, saying why in one line, and leaves the model served before in
+    place, if the model cannot be served."""
     source = check_model_file(source)
     check_servable(source, backend)
     copy, sha256 = _stage(source)
     try:
-        check_in_child(copy, backend)
+        check_in_child(copy, backend, MODEL_SETTINGS[setting])
     except ModelLoadError as e:
         shutil.rmtree(copy.parent, ignore_errors=True)
         # The copy has the source's name: say what is wrong in the operator's terms.
         raise ModelLoadError(str(e).replace(str(copy.parent), str(source.parent))) from None
-    previous, served = served, Served(copy, sha256, source)
+    previous = served.get(setting)
+    served[setting] = Served(copy, sha256, source)
     if previous is not None:  # the workers that loaded it have it in memory
         shutil.rmtree(previous.path.parent, ignore_errors=True)
-    return served
+    return served[setting]
 
 
 def clean_up():
@@ -83,13 +85,13 @@ def _stage(source):
     return copy, sha256
 
 
-def check_in_child(path, backend="auto"):
+def check_in_child(path, backend="auto", kind="digits"):
     """Run `check` in a child process; raise ModelLoadError with its one-line reason if it fails."""
     script = "import sys; from flaskService.rollout import check; sys.exit(check(*sys.argv[1:]))"
     # The child's metrics must not join the server's (it would leave files behind in their directory).
     env = {name: value for name, value in os.environ.items() if name != "PROMETHEUS_MULTIPROC_DIR"}
     try:
-        done = subprocess.run([sys.executable, "-c", script, str(path), backend], capture_output=True, text=True,
+        done = subprocess.run([sys.executable, "-c", script, str(path), backend, kind], capture_output=True, text=True,
                               env=env, cwd=Path(__file__).resolve().parent.parent, timeout=CHECK_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise ModelLoadError(f"checking {path} took more than {CHECK_TIMEOUT_S} s") from None
@@ -104,11 +106,12 @@ def check_in_child(path, backend="auto"):
     raise ModelLoadError(f"checking {path} failed (exit {done.returncode}): {last}")
 
 
-def check(path, backend="auto"):
-    """In a child process: load the model at `path` as a worker would and run the self-check. 0, or
-    1 after printing one `error:` line."""
+def check(path, backend="auto", kind="digits"):
+    """In a child process: load the model at `path` as a worker would, as the `kind` of model
+    (model.CONTRACT_NAMES) it must be, and run the self-check. 0, or 1 after printing one `error:`
+    line."""
     from . import selfcheck
-    from .predictor import Predictor
+    from .predictor import Predictor, contract_of_tflite
 
     try:
         path = check_model_file(path)
@@ -117,10 +120,12 @@ def check(path, backend="auto"):
         # without TensorFlow (the image), fail; with it, serve something other than what was shipped.
         if backend != "keras" and conversion.is_file():
             try:
-                Predictor(None, tflite=conversion.read_bytes()).warm_up()
+                tflite = conversion.read_bytes()
+                Predictor(None, tflite=tflite, contract=contract_of_tflite(tflite, CONTRACT_NAMES[kind])).warm_up()
             except Exception as e:
                 raise ModelLoadError(f"{conversion} does not load in LiteRT: {_first_line(e)}") from None
-        predictor = Predictor.from_path(path, backend)  # converts and caches the conversion if need be
+        # Converts and caches the conversion if need be.
+        predictor = Predictor.from_path(path, backend, contract=CONTRACT_NAMES[kind])
         predictor.warm_up()
         failure = selfcheck.run(predictor)
         if failure:

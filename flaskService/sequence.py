@@ -12,13 +12,15 @@ from collections import namedtuple
 import numpy as np
 from PIL import Image
 
-LINE_HEIGHT = 32
-LINE_WIDTH = 256
+from . import preprocess
+from .errors import ApiError
+from .model import NUMBERS
+
+LINE_HEIGHT, LINE_WIDTH = NUMBERS.input_shape[:2]
+(FRAMES, CLASSES), = NUMBERS.output_shapes
 MARGIN = 2  # px of the strip left empty above, below and before the writing
-FRAME_WIDTH = 4  # strip columns per output frame: the network pools the width by 4
-FRAMES = LINE_WIDTH // FRAME_WIDTH
+FRAME_WIDTH = LINE_WIDTH // FRAMES  # strip columns per output frame: the network pools the width by 4
 BLANK = 0  # CTC's blank is class 0 (keras.ops.ctc_loss's mask_index); digit d is class d + 1
-CLASSES = 11
 THRESHOLD = 0.25  # ink level above which a pixel belongs to a stroke (the extent of the writing)
 
 Line = namedtuple("Line", "input factor left top")
@@ -71,3 +73,63 @@ def greedy_decode(probabilities):
 def text_of(probabilities):
     """The digits greedy decoding reads, as a string."""
     return "".join(str(read.digit) for read in greedy_decode(probabilities))
+
+
+Digit = namedtuple("Digit", "digit confidence probabilities digit_score is_digit reason box input")
+Digit.__doc__ = """A digit of a number, as /read answers it: `box` [x, y, w, h] in the uploaded image's
+pixels; `input` the columns of the strip the model read it from."""
+Reading = namedtuple("Reading", "text confidence digits")
+
+
+def read_number(image, frames_of, min_digit_score):
+    """A decoded Pillow image -> Reading. `frames_of`: (N, LINE_HEIGHT, LINE_WIDTH) float32 -> (N,
+    FRAMES, CLASSES) probabilities (the number model's Predictor.predict). Raises ApiError 422
+    (blank_image, no_digits) when there is no number to read."""
+    ink = preprocess.find_ink(image)
+    line = line_input(ink.pixels)
+    if line is None:
+        raise ApiError(422, "blank_image", "No digit found: the image is blank or has no visible ink.")
+    probabilities = frames_of(line.input[None])[0]
+    reads = greedy_decode(probabilities)
+    if not reads:
+        raise ApiError(422, "no_digits", "No digit found: the image holds only specks, lines or marks "
+                                         "that are not digits.")
+    # A digit owns the columns from halfway to its left neighbour's frames to halfway to its right one's.
+    edges = [0] + [FRAME_WIDTH * (a.stop + b.start) // 2 for a, b in zip(reads, reads[1:])] + [LINE_WIDTH]
+    digits = []
+    for read, left, right in zip(reads, edges, edges[1:]):
+        columns = line.input[:, left:right]
+        box = _ink_box(columns, left, (FRAME_WIDTH * read.start, FRAME_WIDTH * read.stop))
+        x, y, w, h = box
+        # Strip -> ink -> uploaded image pixels.
+        ink_x, ink_y = line.left + (x - MARGIN) / line.factor, line.top + (y - MARGIN) / line.factor
+        upload = [round((ink.left + ink_x) / ink.scale), round((ink.top + ink_y) / ink.scale),
+                  max(1, round(w / line.factor / ink.scale)), max(1, round(h / line.factor / ink.scale))]
+        digit_score = float(1 - probabilities[read.start:read.stop, BLANK].min())
+        is_digit = digit_score >= min_digit_score
+        digits.append(Digit(read.digit, float(read.probabilities[read.digit]), read.probabilities, digit_score,
+                            is_digit, None if is_digit else "not_a_digit", upload, line.input[:, x:x + w]))
+    text = "".join(str(d.digit) for d in digits)
+    return Reading(text, float(np.prod([d.confidence for d in digits])), digits)
+
+
+def _ink_box(columns, left, frames):
+    """[x, y, w, h] in the strip of the digit's ink in `columns` (which start at strip column `left`):
+    the runs of inked columns that reach the digit's frames (strip columns [start, stop)), or the
+    nearest run, so that a separate neighbour's edge inside the columns is left out; the columns
+    themselves when they hold no ink."""
+    inked = columns.max(axis=0) > THRESHOLD
+    if not inked.any():
+        return [left, MARGIN, columns.shape[1], LINE_HEIGHT - 2 * MARGIN]
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], inked.view(np.int8), [0]))))
+    runs = [(a, b) for a, b in zip(edges[::2], edges[1::2])]  # [start, stop) of each run of inked columns
+    start, stop = frames[0] - left, frames[1] - left
+
+    def distance(run):
+        return max(0, run[0] - stop, start - run[1])
+
+    nearest = min(map(distance, runs))
+    kept = [run for run in runs if distance(run) == nearest]
+    first, last = kept[0][0], kept[-1][1]
+    rows = np.flatnonzero(columns[:, first:last].max(axis=1) > THRESHOLD)
+    return [left + int(first), int(rows[0]), int(last - first), int(rows[-1] - rows[0] + 1)]

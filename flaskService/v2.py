@@ -28,11 +28,9 @@ import numpy as np
 import orjson
 from flask import Blueprint, Response, current_app, request
 
-from . import deadline, metrics, payload, preprocess
+from . import metrics, payload, preprocess
 from .errors import ApiError
 from .model import INPUT_SHAPE, NUM_CLASSES
-from .read import classifier
-from .reader import read_number
 
 bp = Blueprint("v2", __name__, url_prefix="/v2")
 
@@ -132,9 +130,13 @@ def _model(name, version):
     if name not in (MODEL, predictor.name, NUMBER_MODEL):
         raise ApiError(404, "model_not_found",
                        f"No model named {name!r}; this server serves {MODEL!r} and {NUMBER_MODEL!r}.")
+    if name == NUMBER_MODEL:
+        name, predictor = NUMBER_MODEL, current_app.extensions["number_predictor"]
+    else:
+        name = MODEL
     if version is not None and version != predictor.version:
         raise ApiError(404, "model_version_not_found",
-                       f"Model {MODEL!r} has no version {version!r}; it has {predictor.version!r}.")
+                       f"Model {name!r} has no version {version!r}; it has {predictor.version!r}.")
     return predictor
 
 
@@ -347,11 +349,10 @@ def _infer_number(predictor):
             raise ApiError(400, "invalid_request", f"{NUMBER_MODEL!r} takes one BYTES input: encoded images.")
         elements = _read_input(document, binary, config, decode=True)
         wanted = _requested_outputs(document, NUMBER_OUTPUTS)
-    classify = deadline.checked(classifier(predictor, config["MIN_DIGIT_SCORE"]))
     with metrics.stage("inference"):
         # Each image decoded, read and dropped before the next: never all of them decoded at once.
-        readings = payload.each_item(elements, lambda data: read_number(
-            preprocess.decode_image(data, config["MAX_PIXELS"]), classify))
+        readings = payload.each_item(elements, lambda data: current_app.extensions["read_number"](
+            preprocess.decode_image(data, config["MAX_PIXELS"])))
     metrics.record_readings(reading.text for reading in readings)
     longest = max(len(reading.digits) for reading in readings)
     digits = np.full((len(readings), longest), -1, "<i8")

@@ -1,12 +1,15 @@
 """
-Title: Evaluate the number reader (POST /read) against Tesseract
+Title: Evaluate the number readers (POST /read) against Tesseract
 Description: Whole-number exact match per kind, length and style, per-digit accuracy and CPU time
-of flaskService.reader on handwritten numbers composed from MNIST *test* digits (tests/numbers.py),
-with Tesseract OCR reading the same images in the same run. Writes the card flaskService/number.json.
+of the sequence reader (flaskService.sequence with the number model) and the segmenting reader
+(flaskService.reader with the digit model) on handwritten numbers composed from MNIST *test* digits
+(tests/numbers.py), with Tesseract OCR reading the same images in the same run. Writes the card
+flaskService/number.json.
 
 Run from the repository root:
 
-    python modelTrain/evaluate_numbers.py flaskService/model.h5 --data ../shared/data/mnist.npz
+    python modelTrain/evaluate_numbers.py flaskService/model.h5 --number-model flaskService/number_model.h5 \
+        --data ../shared/data/mnist.npz
 
 `--split train` composes the numbers from MNIST's *training* digits instead: that is the set the
 reader's constants were tuned on, so the test split stays unseen. Tesseract is Debian's
@@ -30,11 +33,10 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from flaskService import preprocess, reader  # noqa: E402
+from flaskService import preprocess, reader, sequence  # noqa: E402
 from flaskService.errors import ApiError  # noqa: E402
 from flaskService.config import SETTINGS  # noqa: E402
 from flaskService.predictor import Predictor  # noqa: E402
-from flaskService.read import classifier  # noqa: E402
 from tests.numbers import KINDS, evaluation_set  # noqa: E402
 
 CARD = REPO_ROOT / "flaskService" / "number.json"
@@ -43,14 +45,13 @@ TIMING_LENGTH = 4  # CPU time is reported for numbers of this many digits
 TARGETS = {"separate": 0.98, "touching": 0.95, "overlapping": 0.95, "per_digit": 0.995, "ms_per_4_digits": 5.0}
 
 
-def read_all(numbers, predictor):
-    """The reader's text for each number, and CPU seconds per number (decoding included)."""
-    classify = classifier(predictor, SETTINGS["MIN_DIGIT_SCORE"][0])
+def read_all(numbers, read_number):
+    """`read_number`'s text for each number, and CPU seconds per number (decoding included)."""
     texts, seconds = [], []
     for number in numbers:
         started = time.process_time()
         try:
-            texts.append(reader.read_number(preprocess.decode_image(number.data), classify).text)
+            texts.append(read_number(preprocess.decode_image(number.data)).text)
         except ApiError as e:
             texts.append(f"<{e.code}>")
         seconds.append(time.process_time() - started)
@@ -116,7 +117,9 @@ def error_kinds(numbers, texts):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("model", type=Path)
+    parser.add_argument("model", type=Path, help="the digit model (the segmenting reader's classifier)")
+    parser.add_argument("--number-model", type=Path, default=REPO_ROOT / "flaskService" / "number_model.h5",
+                        help="the sequence reader's model")
     parser.add_argument("--data", type=Path, default=REPO_ROOT.parent / "shared" / "data" / "mnist.npz")
     parser.add_argument("--count", type=int, default=1200)
     parser.add_argument("--split", choices=("test", "train"), default="test")
@@ -131,42 +134,55 @@ def main(argv=None):
     numbers = evaluation_set(mnist, args.count)
     predictor = Predictor.from_path(args.model)
     predictor.warm_up()
+    number_predictor = Predictor.from_path(args.number_model, contract=sequence.NUMBERS)
+    number_predictor.warm_up()
+    min_digit_score = SETTINGS["MIN_DIGIT_SCORE"][0]
+    readers = {
+        "sequence": lambda image: sequence.read_number(image, number_predictor.predict, min_digit_score),
+        "segmenting": lambda image: reader.read_number(image, lambda arrays: predictor.classify(arrays, min_digit_score)),
+    }
 
-    # Read: the reader one number at a time, as the service does; Tesseract on two threads (it is
-    # a separate process, and by far the slower of the two).
-    texts, seconds = read_all(numbers, predictor)
-    results = {"reader": score(numbers, texts)}
-    results["reader"]["errors"] = error_kinds(numbers, texts)
-    timed = [s for n, s in zip(numbers, seconds) if len(n.text) == TIMING_LENGTH]
-    results["reader"]["cpu_ms_per_4_digit_number"] = {"median": round(1000 * float(np.median(timed)), 2),
-                                                     "p90": round(1000 * float(np.percentile(timed, 90)), 2)}
+    # Read: each reader one number at a time, as the service does; Tesseract on two threads (it is
+    # a separate process, and by far the slowest).
+    results, all_texts = {}, {}
+    for name, read_number in readers.items():
+        texts, seconds = all_texts[name] = read_all(numbers, read_number)
+        results[name] = score(numbers, texts)
+        results[name]["errors"] = error_kinds(numbers, texts)
+        timed = [s for n, s in zip(numbers, seconds) if len(n.text) == TIMING_LENGTH]
+        results[name]["cpu_ms_per_4_digit_number"] = {"median": round(1000 * float(np.median(timed)), 2),
+                                                      "p90": round(1000 * float(np.percentile(timed, 90)), 2)}
     if not args.no_tesseract:
         with ThreadPoolExecutor(2) as pool:
             tesseract_texts = list(pool.map(tesseract, (n.data for n in numbers)))
         results["tesseract"] = {"version": tesseract_version(), "command": " ".join(TESSERACT),
                                 **score(numbers, tesseract_texts)}
 
-    reader_results = results["reader"]
-    print(f"{len(numbers)} numbers from MNIST {args.split} digits; model {args.model} ({predictor.version})")
-    print(f"{'':>12} {'reader':>8} {'tesseract':>10}")
+    print(f"{len(numbers)} numbers from MNIST {args.split} digits; number model {args.number_model} "
+          f"({number_predictor.version}), digit model {args.model} ({predictor.version})")
+    print(f"{'':>12} " + " ".join(f"{name:>10}" for name in results))
     rows = [("all", "exact_match", None), ("per digit", "per_digit", None)]
     rows += [(kind, "per_kind", kind) for kind in KINDS]
-    rows += [(f"{length} digits", "per_length", length) for length in sorted(reader_results["per_length"], key=int)]
+    rows += [(f"{length} digits", "per_length", length) for length in sorted(results["sequence"]["per_length"], key=int)]
+    rows += [(style, "per_style", style) for style in sorted(results["sequence"]["per_style"])]
     for label, key, sub in rows:
-        values = [r[key] if sub is None else r[key][sub] for r in (results["reader"], results.get("tesseract"))
-                  if r is not None]
-        print(f"{label:>12} " + " ".join(f"{v:>9.2%}" for v in values))
-    print(f"CPU ms per {TIMING_LENGTH}-digit number: {reader_results['cpu_ms_per_4_digit_number']}")
-    print(f"wrong readings per kind: {reader_results['errors']}")
-    wrong = [(n, t) for n, t in zip(numbers, texts) if t != n.text]
-    for index, (number, text) in enumerate(wrong[:args.errors]):
-        print(f"  {number.kind:>11} {number.style:>19} {number.text:>9} -> {text}")
+        values = [r[key] if sub is None else r[key][sub] for r in results.values()]
+        print(f"{label:>12} " + " ".join(f"{v:>10.2%}" for v in values))
+    for name in readers:
+        print(f"{name}: CPU ms per {TIMING_LENGTH}-digit number {results[name]['cpu_ms_per_4_digit_number']}; "
+              f"wrong readings per kind {results[name]['errors']}")
+        wrong = [(n, t) for n, t in zip(numbers, all_texts[name][0]) if t != n.text]
+        for number, text in wrong[:args.errors]:
+            print(f"  {number.kind:>11} {number.style:>19} {number.text:>9} -> {text}")
 
     if str(args.card) != "-":
         card = {
-            "name": "number-reader",
-            "method": "segmentation (components, seams of least ink, dynamic programming over cuts) "
-                      "plus the digit classifier",
+            "name": "number-readers",
+            "readers": {"sequence": "the number model (CNN + CTC) on the whole line, greedy decoding",
+                        "segmenting": "segmentation (components, seams of least ink, dynamic programming over "
+                                      "cuts) plus the digit classifier"},
+            "number_model": {"path": str(args.number_model), "version": number_predictor.version,
+                             "sha256": number_predictor.sha256},
             "digit_model": {"path": str(args.model), "version": predictor.version, "sha256": predictor.sha256},
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "data": {"source": str(args.data), "split": args.split, "numbers": len(numbers),

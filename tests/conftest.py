@@ -16,6 +16,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
 MODEL_PATH = ROOT / "flaskService" / "model.h5"
+NUMBER_MODEL_PATH = ROOT / "flaskService" / "number_model.h5"
 
 
 def image_bytes(picture, fmt="PNG", **options):
@@ -122,11 +123,20 @@ def predictor():
     return Predictor.from_path(MODEL_PATH)
 
 
+@pytest.fixture(scope="session")
+def number_predictor():
+    """The shipped number model, loaded once for the session."""
+    from flaskService.predictor import Predictor
+    from flaskService.sequence import NUMBERS
+
+    return Predictor.from_path(NUMBER_MODEL_PATH, contract=NUMBERS)
+
+
 @pytest.fixture
-def app(predictor):
+def app(predictor, number_predictor):
     from flaskService import create_app
 
-    return create_app({"TESTING": True, "PREDICTOR": predictor})
+    return create_app({"TESTING": True, "PREDICTOR": predictor, "NUMBER_PREDICTOR": number_predictor})
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 // The page's "Number" mode: a wide pad -> its strokes as a PNG -> POST /read?debug=1 -> the text,
-// each digit's box drawn on the pad with its confidence, and the 28x28 image the model saw per digit.
+// each digit's box drawn on the pad with its confidence, and per digit the columns of the line the model read it from.
 // Beside app.js (the "Digit" mode): the two share the page and pad.js (pointer handling, painting).
 "use strict";
 

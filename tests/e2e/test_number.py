@@ -2,6 +2,8 @@
 the mouse is read back, digit by digit, with each digit's box and what the model saw."""
 import pytest
 
+from flaskService.sequence import LINE_HEIGHT
+
 from .conftest import DESKTOP, PHONE
 from .test_page import DIGITS, SLANT, WIDTH, draw_with_mouse
 
@@ -43,13 +45,13 @@ def test_a_number_written_with_the_mouse_is_read(open_page, artifacts, digits):
     expected = "".join(map(str, digits))
     assert page.text_content("#number-text") == expected, page.text_content("#number-status")
     assert expected in page.text_content("#number-status")
-    # One entry per digit, each with the 28x28 image the model saw and its confidence.
+    # One entry per digit, each with the columns of the line the model read it from, and its confidence.
     items = page.locator("#number-digits li")
     assert items.count() == 3
     for index in range(3):
         item = items.nth(index)
         assert item.text_content().startswith(expected[index]) and "%" in item.text_content()
-        assert page.evaluate("(img) => img.naturalWidth", item.locator("img").element_handle()) == 28
+        assert page.evaluate("(img) => img.naturalHeight", item.locator("img").element_handle()) == LINE_HEIGHT
     # The boxes are drawn on the pad: red pixels appear where there were none before the answer.
     assert page.evaluate("""() => {
         const pad = document.getElementById('number-pad');

@@ -15,7 +15,7 @@ import requests
 from flaskService.model import sha256_of
 from flaskService.predictor import Predictor, conversion_path
 from flaskService.preprocess import preprocess_image
-from tests.conftest import MODEL_PATH, SHARED_DATA, gunicorn_start_error, image_bytes
+from tests.conftest import MODEL_PATH, NUMBER_MODEL_PATH, SHARED_DATA, gunicorn_start_error, image_bytes
 from tests.hostile import load
 
 SEED_MODEL = SHARED_DATA / "seed_model.h5"
@@ -163,3 +163,24 @@ def test_bad_model_stops_the_start_with_one_line(tmp_path, make):
     print(f"{make.__name__}: gunicorn stopped after {time.monotonic() - started:.1f} s: {error}")
     assert reason in error, error
     assert not list(private.glob("flaskService-served-*"))
+
+
+@pytest.mark.parametrize("damage", ("truncated", "a digit model"))
+def test_a_bad_number_model_stops_the_start_with_one_line(tmp_path, damage):
+    """The number reader's model is checked like the digit model: a truncated file, or a model of the
+    wrong kind at NUMBER_MODEL_PATH, stops gunicorn with one line naming it."""
+    path = tmp_path / "number_model.h5"
+    if damage == "truncated":
+        path.write_bytes(NUMBER_MODEL_PATH.read_bytes()[:50_000])
+        reason = f"cannot read model {path}"
+    else:
+        shutil.copyfile(MODEL_PATH, path)
+        reason = "expected (None, 32, 256, 1)"
+    error = gunicorn_start_error({"NUMBER_MODEL_PATH": str(path), "TMPDIR": str(tmp_path)})
+    assert reason in error and str(path) in error, error
+
+
+def test_the_number_models_self_check_reads_the_drawn_number(number_predictor):
+    from flaskService import selfcheck
+
+    assert selfcheck.run(number_predictor) is None

@@ -1,7 +1,7 @@
-"""modelTrain/evaluate_numbers.py on a few numbers: the table, Tesseract beside the reader, the card."""
+"""modelTrain/evaluate_numbers.py on a few numbers: the table, both readers and Tesseract, the card."""
 import json
 
-from tests.conftest import MODEL_PATH
+from tests.conftest import MODEL_PATH, NUMBER_MODEL_PATH
 from tests.numbers import KINDS
 
 
@@ -13,19 +13,20 @@ def test_evaluate_numbers_prints_the_table_and_writes_the_card(run, mnist_npz, t
     assert all(f"{kind:>12} " in result.stdout for kind in KINDS)
     card = json.loads(card_path.read_text())
     assert card["data"]["numbers"] == 20 and card["data"]["split"] == "test"
-    for reader in ("reader", "tesseract"):
+    for reader in ("sequence", "segmenting", "tesseract"):
         figures = card[reader]
         assert set(figures["per_kind"]) == set(KINDS)
         assert 0 <= figures["exact_match"] <= figures["per_digit"] <= 1
-    assert card["reader"]["per_kind"]["separate"] >= 0.75  # 4 separate numbers: 3 at least are read right
-    assert card["reader"]["cpu_ms_per_4_digit_number"]["median"] > 0
+    assert card["sequence"]["per_kind"]["separate"] >= 0.75  # 4 separate numbers: 3 at least are read right
+    assert card["sequence"]["cpu_ms_per_4_digit_number"]["median"] > 0
     assert card["tesseract"]["version"].startswith("tesseract")
 
 
 def test_the_shipped_card_matches_the_shipped_model():
-    """flaskService/number.json was measured with the digit model that ships beside it."""
+    """flaskService/number.json was measured with the models that ship beside it."""
     import hashlib
 
     card = json.loads((MODEL_PATH.parent / "number.json").read_text())
     assert card["digit_model"]["sha256"] == hashlib.sha256(MODEL_PATH.read_bytes()).hexdigest()
+    assert card["number_model"]["sha256"] == hashlib.sha256(NUMBER_MODEL_PATH.read_bytes()).hexdigest()
     assert card["data"]["split"] == "test" and card["data"]["numbers"] >= 1000
