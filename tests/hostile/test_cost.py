@@ -96,3 +96,53 @@ def test_a_request_past_its_deadline_is_stopped_with_503(hurried_server, route):
     assert_error(response, 503, "deadline_exceeded")
     assert requests.get(hurried_server.url + "/health/ready", timeout=10).status_code == 200
     assert hurried_server.workers() == {worker}  # stopped by the app, not by killing its worker
+
+
+@pytest.fixture(scope="module")
+def feedback_server(tmp_path_factory):
+    """Two workers storing corrections in SQLite under a 6 MB byte cap."""
+    directory = tmp_path_factory.mktemp("flood")
+    running = Server(env={"FEEDBACK_DB": f"sqlite:///{directory / 'feedback.db'}", "FEEDBACK_MAX_BYTES": "6000000"},
+                     workers=2, log_path=directory / "server.log")
+    try:
+        yield running.wait_ready(), directory / "feedback.db"
+    finally:
+        running.stop()
+
+
+def test_an_oversized_feedback_flood_stays_under_the_byte_cap_and_the_memory_limit(feedback_server):
+    """24 corrections of 2 MB each from 8 clients at once: the store keeps what fits under
+    FEEDBACK_MAX_BYTES and answers the rest 507, every request ends, and no worker nears the limit."""
+    import sqlite3
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    from tests.conftest import image_bytes
+
+    server, database = feedback_server
+    flood = [image_bytes(np.random.default_rng(seed).integers(0, 255, (1400, 1400), np.uint8))
+             for seed in range(24)]
+    workers = server.workers()
+    for pid in workers:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+    def send(png):
+        started = time.monotonic()
+        response = requests.post(server.url + "/feedback?label=3", data=png, headers={"Content-Type": "image/png"},
+                                 timeout=60)
+        return response.status_code, time.monotonic() - started
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(send, flood))
+    peak = max(peak_rss(pid) for pid in workers)
+    with sqlite3.connect(database) as connection:
+        stored = connection.execute("SELECT COALESCE(SUM(LENGTH(image) + LENGTH(input)), 0), COUNT(*) "
+                                    "FROM feedback").fetchone()
+    seconds = sorted(took for _, took in answers)
+    print(f"\nflood of {len(flood)} x {len(flood[0]) / 1e6:.1f} MB: {stored[0] / 1e6:.1f} MB in {stored[1]} rows; "
+          f"statuses {sorted({status for status, _ in answers})}; median {seconds[len(seconds) // 2]:.2f} s, "
+          f"max {seconds[-1]:.2f} s; worker peak RSS {peak / 2**20:.0f} MiB")
+    assert {status for status, _ in answers} == {201, 507}
+    assert stored[0] <= 6_000_000 and stored[1] == sum(status == 201 for status, _ in answers)
+    assert peak < LIMIT
