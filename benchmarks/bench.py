@@ -7,7 +7,9 @@ Flask ceiling and the original approach (Keras `model.predict` per request) unde
 flaskService/gunicorn.conf.py, and BentoML and LitServe serving the same LiteRT model
 (benchmarks/peers/) -- and drives each with wrk over keep-alive connections. It prints a table:
 requests/s, latency, ratios and CPU per request for single 28x28 uploads at 1, 2, 4, 8, 16 and 64
-connections, the 280x280 canvas, 256-digit batches, then time to ready and memory per worker. The
+connections, the 280x280 canvas, 256-digit batches, POST /read with a 4-digit handwritten number
+(the service alone: no other server reads numbers; issue 24's target is at most 5 ms of server
+CPU per number), then time to ready and memory per worker. The
 figures go to benchmarks/results.json (every round of every row) and benchmarks/results.md (the
 table for benchmarks/README.md); both are rewritten by every run, so not committed.
 
@@ -45,12 +47,18 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script: the numbers /read is sent come from tests/numbers.py
+from tests.numbers import number  # noqa: E402
+
 GUNICORN_CONF = ROOT / "flaskService" / "gunicorn.conf.py"
 DEFAULT_MNIST = ROOT.parent / "shared" / "data" / "mnist.npz"
 BATCH = 256  # the API's largest batch
 CONNECTIONS = (1, 2, 4, 8, 16, 64)  # keep-alive client connections for single uploads
 COMPARED_AT = 8  # connections for the rows compared only once (canvas, original approach)
 V2_MODEL = "/v2/models/mnist"
+NUMBER_KINDS = ("separate", "touching")  # /read rows: 4 MNIST test digits with gaps, and touching
+NUMBER_DIGITS = 4
+READ_CPU_TARGET_MS = 5  # issue 24: server CPU per 4-digit number
 TICKS = os.sysconf("SC_CLK_TCK")  # /proc counts CPU time in these per second
 PEERS = ("bentoml", "litserve")
 
@@ -91,6 +99,15 @@ def canvas_png(digit):
     rgba = np.zeros((280, 280, 4), np.uint8)
     rgba[..., 3] = np.asarray(Image.fromarray(digit).resize((280, 280), Image.Resampling.BICUBIC))
     return png(Image.fromarray(rgba, "RGBA"))
+
+
+def number_png(digits, labels, kind):
+    """A 4-digit handwritten number as a user sends it to /read: MNIST test digits composed side by
+    side the way the /read evaluation set composes them (number 0 of tests/numbers.py), black on a
+    white page, PNG -> (body, content type, the number's text)."""
+    mnist = {"x_test": digits, "y_test": labels}
+    composed = number(mnist, 0, kind, "paper_png", (NUMBER_DIGITS, NUMBER_DIGITS))
+    return composed.data, "image/png", composed.text
 
 
 def multipart(image_bytes):
@@ -353,6 +370,10 @@ def plan(connections, servers, v2_available):
     compared_at = COMPARED_AT if COMPARED_AT in connections else connections[-1]
     comparisons.append(Comparison("280x280 canvas PNG", "canvas", compared_at, present(
         ("Flask ceiling", "ceiling"), ("original approach", "original"), ("/predict", "service"))))
+    # Only the service reads numbers: its rows stand alone, their figure is CPU per request.
+    comparisons += [Comparison(f"{NUMBER_DIGITS}-digit number PNG, {kind}", f"number_{kind}", compared_at,
+                               present(("/read", "service")), path="/read", digits_per_request=NUMBER_DIGITS)
+                    for kind in NUMBER_KINDS]
     batch = f"{BATCH} digits"
     comparisons += [
         Comparison(f"JSON pixels, {batch}", "pixels", 2, present(("/predict", "service")),
@@ -491,6 +512,10 @@ def main(argv=None):
         bodies = {"digit": body_file("digit.mp", multipart(png(Image.fromarray(digits[0])))),
                   "canvas": body_file("canvas.mp", multipart(canvas_png(digits[0]))),
                   "pixels": body_file("pixels.json", pixels_json(batch))}
+        numbers = {f"number_{kind}": number_png(digits, labels, kind) for kind in NUMBER_KINDS}
+        bodies.update({name: body_file(f"{name}.png", (body, content_type))
+                       for name, (body, content_type, _) in numbers.items()})
+        results["numbers"] = {name: {"text": text} for name, (_, _, text) in numbers.items()}
         try:
             servers = start_servers(tmp, workers, gunicorn_args, args.peers_python)
             status, metadata = http(servers["service"].url + V2_MODEL)
@@ -509,6 +534,8 @@ def main(argv=None):
                         raise RuntimeError(f"{title}: {server.name} answered {status}: {answer[:300]!r}")
                     if comparison.body == "digit" and json.loads(answer)["digit"] != int(labels[0]):
                         raise RuntimeError(f"{title}: {server.name} read the digit as {json.loads(answer)['digit']}")
+                    if comparison.body in results["numbers"]:  # kept, not checked: a misread costs the same
+                        results["numbers"][comparison.body]["read"] = json.loads(answer)["text"]
                     if warmup:
                         run_wrk(wrk, script, url, body_path, content_type, comparison.connections, warmup)
                     warmed.add((server.name, comparison.body))
@@ -586,6 +613,12 @@ def table(results):
                  "connections each gunicorn worker held halfway through a run (the most uneven round). Worker CPU "
                  "balance: the least busy worker's CPU over the mean (worst round); on a shared machine it also "
                  "shows how the kernel shared the cores.")
+    for row in results["rows"]:
+        if row["path"] == "/read":
+            lines.append(f"- {row['name']}: {row['cpu_ms_per_request']:.2f} ms of server CPU per number "
+                         f"(target: at most {READ_CPU_TARGET_MS} ms)")
+    for name, sent in results.get("numbers", {}).items():
+        lines.append(f"- {name}: sent {sent['text']}, read {sent.get('read', '(not sent)')}")
     errors = sum(row["errors"] for row in results["rows"])
     lines.append(f"- Errors (non-2xx or socket) over all runs: {errors}")
     for name, server in results["servers"].items():

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from benchmarks.bench import CONNECTIONS, balance, plan, summary, table, with_ratios
+from benchmarks.bench import CONNECTIONS, NUMBER_DIGITS, NUMBER_KINDS, balance, plan, summary, table, with_ratios
 from tests.conftest import ROOT
 
 
@@ -25,6 +25,14 @@ def test_quick_bench_measures_every_row(tmp_path):
                      "original approach, 280x280 canvas PNG", "/predict, 280x280 canvas PNG"):
         assert (expected, 8) in names
     assert ("/predict, JSON pixels, 256 digits", 2) in names
+    reads = [row for row in results["rows"] if row["path"] == "/read"]
+    assert [row["name"] for row in reads] == [f"/read, 4-digit number PNG, {kind}" for kind in NUMBER_KINDS]
+    for row in reads:  # issue 24's figure: server CPU per 4-digit number
+        assert row["server"] == "service" and row["digits_per_request"] == NUMBER_DIGITS == 4, row
+        assert row["errors"] == 0 and row["cpu_ms_per_request"] > 0, row
+        assert f"- {row['name']}: {row['cpu_ms_per_request']:.2f} ms of server CPU per number" in run.stdout
+    for name, sent in results["numbers"].items():
+        assert len(sent["text"]) == NUMBER_DIGITS and len(sent["read"]) > 0, (name, sent)
     for row in results["rows"]:
         assert len(row["rounds"]) == results["settings"]["rounds"]
         assert row["errors"] == 0 and all(r["ok"] > 0 for r in row["rounds"]), row
@@ -71,6 +79,10 @@ def test_plan_compares_the_service_with_every_server_at_every_connection_count()
     without_peers = plan(CONNECTIONS, servers - {"bentoml", "litserve"}, v2_available=False)
     assert all(name not in ("bentoml", "litserve") for c in without_peers for _, name in c.members)
     assert not any(c.path.startswith("/v2/") for c in without_peers)
+    # Only the service reads numbers: the /read rows compare with nothing.
+    reads = [c for c in comparisons if c.path == "/read"]
+    assert [c.body for c in reads] == ["number_separate", "number_touching"]
+    assert all(c.members == (("/read", "service"),) for c in reads)
 
 
 def run_row(server, rps, p99=5.0, cpu=0.5, balanced=1.0, connections=8):
