@@ -2,8 +2,8 @@
 *training* digits, painted the ways people send them, and read back through the service's own
 find_ink (line removal included) and sequence.line_input, so training sees what serving sees.
 
-The evaluation set (tests/numbers.py, tests/renders.py) is built from the *test* digits by other
-code, with its own layouts and styles: nothing here is shared with it.
+The evaluation set (modelTrain/evalsets/numbers.py and renders.py) is built from the *test*
+digits by other code, with its own layouts and styles: nothing here is shared with it.
 """
 import functools
 import io

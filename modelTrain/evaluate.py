@@ -13,12 +13,12 @@ Run from the repository root:
 
 For a model that can say an image is not one digit (12 outputs), `--rejection` goes on to ask
 how well it does: real digits (the test split, and the same digits re-rendered as people send
-them) against things that are not one digit (tests/nondigits.py: letters, symbols, doodles,
-scribbles, hatching, photos, noise, Fashion-MNIST, several digits side by side), all through the
-service's own preprocessing and LiteRT model. It reports how many real digits are accepted, how
-many of each kind are flagged, the AUROC, the accuracy among accepted digits and the calibration
-(expected calibration error, 15 bins) with a reliability diagram; `--card` writes it all into the
-model card.
+them) against things that are not one digit (modelTrain/evalsets/nondigits.py: letters,
+symbols, doodles, scribbles, hatching, photos, noise, Fashion-MNIST, several digits side by side),
+all through the service's own preprocessing and LiteRT model. It reports how many real digits
+are accepted, how many of each kind are flagged, the AUROC, the accuracy among accepted digits and
+the calibration (expected calibration error, 15 bins) with a reliability diagram; `--card` writes
+it all into the model card.
 """
 
 import sys
@@ -47,7 +47,7 @@ from modelTrain.train import (  # noqa: E402
 )
 
 REJECTION_PER_KIND = 300
-RENDERED_DIGITS = 1800  # test digits re-rendered in the user styles of tests/renders.py
+RENDERED_DIGITS = 1800  # test digits re-rendered in the user styles of modelTrain/evalsets/renders.py
 CALIBRATION_BINS = 15
 
 
@@ -153,8 +153,8 @@ def measure_rejection(args, x, y):
     from flaskService.config import SETTINGS
     from flaskService.errors import ApiError
     from flaskService.predictor import Predictor
-    from tests import nondigits
-    from tests.renders import STYLES, render
+    from modelTrain.evalsets import nondigits
+    from modelTrain.evalsets.renders import STYLES, render
 
     predictor = Predictor.from_path(args.model)
     if predictor.outputs == len(DIGITS):

@@ -3,8 +3,8 @@ Title: Evaluate the number readers (POST /read) against Tesseract
 Description: Whole-number exact match per kind, length and style, per-digit accuracy and CPU time
 of the sequence reader (flaskService.sequence with the number model) and the segmenting reader
 (flaskService.reader with the digit model) on handwritten numbers composed from MNIST *test* digits
-(tests/numbers.py), with Tesseract OCR reading the same images in the same run. Writes the card
-flaskService/number.json.
+(modelTrain/evalsets/numbers.py), with Tesseract OCR reading the same images in the same run.
+Writes the card flaskService/number.json.
 
 Run from the repository root:
 
@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 # Run as `python modelTrain/evaluate_numbers.py`: the repository root holds the service (one reader,
-# one preprocessing) and tests/numbers.py (the evaluation set, which training never imports).
+# one preprocessing) and modelTrain/evalsets/ (the evaluation sets, which training never imports).
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
@@ -37,7 +37,7 @@ from flaskService import preprocess, reader, sequence  # noqa: E402
 from flaskService.errors import ApiError  # noqa: E402
 from flaskService.config import SETTINGS  # noqa: E402
 from flaskService.predictor import Predictor  # noqa: E402
-from tests.numbers import KINDS, evaluation_set  # noqa: E402
+from modelTrain.evalsets.numbers import KINDS, evaluation_set  # noqa: E402
 
 CARD = REPO_ROOT / "flaskService" / "number.json"
 TESSERACT = ["tesseract", "stdin", "stdout", "--psm", "7", "-c", "tessedit_char_whitelist=0123456789"]
@@ -128,7 +128,7 @@ def main(argv=None):
     parser.add_argument("--errors", type=int, default=15, help="wrong readings to print")
     args = parser.parse_args(argv)
 
-    # The set: tests/numbers.py composes from the split it is given; the test split by default.
+    # The set: modelTrain/evalsets/numbers.py composes from the split it is given; the test split by default.
     with np.load(args.data) as data:
         mnist = {"x_test": data[f"x_{args.split}"], "y_test": data[f"y_{args.split}"]}
     numbers = evaluation_set(mnist, args.count)
@@ -186,7 +186,7 @@ def main(argv=None):
             "digit_model": {"path": str(args.model), "version": predictor.version, "sha256": predictor.sha256},
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "data": {"source": str(args.data), "split": args.split, "numbers": len(numbers),
-                     "generator": "tests/numbers.py", "kinds": list(KINDS)},
+                     "generator": "modelTrain/evalsets/numbers.py", "kinds": list(KINDS)},
             "targets": TARGETS,
             "command": "python modelTrain/evaluate_numbers.py " + " ".join(argv if argv is not None else sys.argv[1:]),
             **results,

@@ -9,8 +9,8 @@ and numpy, and several
 digits are MNIST *training* digits side by side. Every image ends as the service makes its model
 input: ink (white on black, any size) through `flaskService.preprocess.centre_like_mnist`.
 
-The evaluation set (tests/nondigits.py) has generators of its own, other fonts and kinds of
-drawing that nothing here makes: the figures it gives are for things training never saw.
+The evaluation set (modelTrain/evalsets/nondigits.py) has generators of its own, other fonts
+and kinds of drawing that nothing here makes: the figures it gives are for things training never saw.
 """
 
 import string

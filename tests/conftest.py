@@ -1,6 +1,6 @@
 """Fixtures shared by the whole suite: the real data, the shipped model, apps and real servers; and
-the few helpers every part of it uses (image bytes, the JSON error shape, gunicorn failing to start)."""
-import io
+the few helpers every part of it uses (image bytes, from the evaluation sets; the JSON error shape;
+gunicorn failing to start)."""
 import os
 import socket
 import subprocess
@@ -11,21 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
-from PIL import Image
+
+from modelTrain.evalsets.renders import image_bytes  # noqa: F401  (the tests import it from here)
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
 MODEL_PATH = ROOT / "flaskService" / "model.h5"
 NUMBER_MODEL_PATH = ROOT / "flaskService" / "number_model.h5"
-
-
-def image_bytes(picture, fmt="PNG", **options):
-    """The bytes of an image file: `picture` (a PIL image, or an array as Image.fromarray reads it)
-    saved as `fmt`, with Image.save's format options (quality=, transparency=, save_all=, ...)."""
-    image = picture if isinstance(picture, Image.Image) else Image.fromarray(picture)
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **options)
-    return buffer.getvalue()
 
 
 def assert_error(response, status, code=None):

@@ -1,9 +1,9 @@
 """Accuracy through the whole /predict pipeline on MNIST test digits re-rendered the way people
-send them (tests/renders.py), where naive resizing fails."""
+send them (modelTrain/evalsets/renders.py), where naive resizing fails."""
 import numpy as np
 import pytest
 
-from tests.renders import STYLES, render
+from modelTrain.evalsets.renders import STYLES, render
 
 PER_STYLE = 150  # 6 styles x 150 = 900 requests: enough to see 98.5% from 97%
 

@@ -1,6 +1,6 @@
 """is_digit: the service says when an image is not one digit, through the real API, and its
-confidence is calibrated. The images that are not digits come from tests/nondigits.py, whose
-generators training never uses; the digits are MNIST test digits, as sent and re-rendered."""
+confidence is calibrated. The images that are not digits come from modelTrain/evalsets/nondigits.py,
+whose generators training never uses; the digits are MNIST test digits, as sent and re-rendered."""
 import base64
 import json
 from collections import Counter
@@ -10,10 +10,10 @@ import pytest
 
 from flaskService import create_app
 from modelTrain.evaluate import auroc, expected_calibration_error
-from tests import nondigits
+from modelTrain.evalsets import nondigits
+from modelTrain.evalsets.renders import STYLES, render
 from tests.conftest import MODEL_PATH, SHARED_DATA, assert_error, gunicorn_start_error, image_bytes
 from tests.flaskService.test_metrics import samples
-from tests.renders import STYLES, render
 
 # Right among the accepted: the issue's target is 99.6%; the shipped model reaches 99.598% on the
 # 10,000 test digits (9,913 of 9,953 accepted: one image short of the target), so this guards what it

@@ -7,9 +7,9 @@ from PIL import Image, ImageChops, ImageDraw
 
 from flaskService import preprocess
 from flaskService.errors import ApiError
+from modelTrain.evalsets.numbers import number
+from modelTrain.evalsets.renders import dashed_line, render
 from tests.conftest import SHARED_DATA, image_bytes
-from tests.numbers import number
-from tests.renders import dashed_line, render
 
 SEED_CANVAS = SHARED_DATA / "seed_canvas.jpeg"
 

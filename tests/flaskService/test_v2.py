@@ -298,7 +298,7 @@ def test_not_ready_worker_says_so(app, client):
 
 @pytest.fixture(scope="module")
 def numbers(mnist):
-    from tests.numbers import number
+    from modelTrain.evalsets.numbers import number
 
     return [number(mnist, index, "separate", "paper_png", (length, length)) for index, length in enumerate((3, 1, 5))]
 

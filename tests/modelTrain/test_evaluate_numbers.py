@@ -1,8 +1,8 @@
 """modelTrain/evaluate_numbers.py on a few numbers: the table, both readers and Tesseract, the card."""
 import json
 
+from modelTrain.evalsets.numbers import KINDS
 from tests.conftest import MODEL_PATH, NUMBER_MODEL_PATH
-from tests.numbers import KINDS
 
 
 def test_evaluate_numbers_prints_the_table_and_writes_the_card(run, mnist_npz, tmp_path):

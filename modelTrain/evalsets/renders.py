@@ -1,12 +1,21 @@
 """MNIST digits re-rendered the way people actually send them: on paper, photographed, on a
 transparent canvas, in coloured pen, noisy, off-centre, 3-10x larger and slightly rotated."""
+import io
+
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from tests.conftest import image_bytes
-
 STYLES = ("paper_png", "photo_jpeg", "canvas_png", "coloured_pen", "noisy_scan", "white_on_black_jpeg")
 PENS = ((20, 40, 160), (180, 20, 30), (20, 120, 40), (60, 60, 60))
+
+
+def image_bytes(picture, fmt="PNG", **options):
+    """The bytes of an image file: `picture` (a PIL image, or an array as Image.fromarray reads it)
+    saved as `fmt`, with Image.save's format options (quality=, transparency=, save_all=, ...)."""
+    image = picture if isinstance(picture, Image.Image) else Image.fromarray(picture)
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
 
 
 def render(digit, style, rng):

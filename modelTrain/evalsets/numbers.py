@@ -8,7 +8,7 @@ Each number has 2-8 digits of one kind:
 - uneven: separate, but digits of different sizes (0.7-1.15x) on a wandering baseline;
 - slant: separate, the whole number sheared as by a slanted hand.
 Then it is scaled up 2-5x onto a page with margins and painted in one of the user styles of
-tests/renders.py (paper, photo JPEG, canvas, coloured pen, scan, white on black). Every number has
+renders.py (paper, photo JPEG, canvas, coloured pen, scan, white on black). Every number has
 its own seed, (SEED, index), so any one of them can be rebuilt alone.
 """
 from collections import namedtuple
@@ -16,7 +16,7 @@ from collections import namedtuple
 import numpy as np
 from PIL import Image
 
-from tests.renders import STYLES, paint
+from modelTrain.evalsets.renders import STYLES, paint
 
 KINDS = ("separate", "touching", "overlapping", "uneven", "slant")
 SEED = 15

@@ -5,7 +5,7 @@ and symbols in fonts training never sees (Liberation, FreeFont, Comic Neue), cap
 strokes, doodles (faces, stars, houses, spirals, suns, hearts), scribbles, hatching, photos (the
 sample pictures matplotlib ships), noise, Fashion-MNIST (Debian's dataset-fashion-mnist, its test
 split), and several MNIST *test* digits side by side. Each comes as a user sends it: on paper,
-photographed, on a canvas, in coloured pen (tests/renders.py).
+photographed, on a canvas, in coloured pen (renders.py).
 """
 import gzip
 import io
@@ -15,9 +15,8 @@ import matplotlib
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from modelTrain.evalsets.renders import STYLES, image_bytes, render
 from modelTrain.synthetic import CONFUSABLE
-from tests.conftest import image_bytes
-from tests.renders import STYLES, render
 
 KINDS = ("font_letters", "stroke_letters", "symbols", "doodles", "scribbles", "hatching", "photos", "noise",
          "fashion_mnist")
