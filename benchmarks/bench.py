@@ -47,8 +47,8 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run as a script: the numbers /read is sent come from tests/numbers.py
-from tests.numbers import number  # noqa: E402
+sys.path.insert(0, str(ROOT))  # run as a script: the numbers /read is sent come from modelTrain/evalsets/numbers.py
+from modelTrain.evalsets.numbers import number  # noqa: E402
 
 GUNICORN_CONF = ROOT / "flaskService" / "gunicorn.conf.py"
 DEFAULT_MNIST = ROOT.parent / "shared" / "data" / "mnist.npz"
@@ -103,7 +103,7 @@ def canvas_png(digit):
 
 def number_png(digits, labels, kind):
     """A 4-digit handwritten number as a user sends it to /read: MNIST test digits composed side by
-    side the way the /read evaluation set composes them (number 0 of tests/numbers.py), black on a
+    side the way the /read evaluation set composes them (number 0 of modelTrain/evalsets/numbers.py), black on a
     white page, PNG -> (body, content type, the number's text)."""
     mnist = {"x_test": digits, "y_test": labels}
     composed = number(mnist, 0, kind, "paper_png", (NUMBER_DIGITS, NUMBER_DIGITS))

@@ -25,7 +25,7 @@ def imports(path):
             yield node.module
 
 
-@pytest.mark.parametrize("package", ("modelTrain", "flaskService"))
+@pytest.mark.parametrize("package", ("modelTrain", "flaskService", "benchmarks"))
 def test_the_code_never_imports_the_tests(package):
     """Training, evaluation and the service run without the test tree."""
     found = [f"{path.relative_to(ROOT)}: {name}" for path in sorted((ROOT / package).rglob("*.py"))
