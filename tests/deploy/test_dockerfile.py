@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 DOCKERFILE = ROOT / "dockerFlaskService" / "Dockerfile"
 DEPLOYMENT = ROOT / "dockerFlaskService" / "k8s" / "deployment.yaml"

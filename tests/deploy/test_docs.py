@@ -7,7 +7,7 @@ import re
 import pytest
 
 from flaskService.config import SETTINGS
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 _spec = importlib.util.spec_from_file_location("figures", ROOT / "docs" / "figures.py")
 figures = importlib.util.module_from_spec(_spec)

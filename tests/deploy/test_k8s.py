@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from flaskService.config import SETTINGS
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 K8S = ROOT / "dockerFlaskService" / "k8s"
 MANIFESTS = sorted(p for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")
@@ -58,7 +58,7 @@ def test_service_and_autoscaler_point_at_the_deployment():
 
 def test_deployment_resources_match_compose():
     """One measured figure for both: tests/containers checks the image's peak memory against it."""
-    from tests.deploy.test_compose import COMPOSE, compose_config
+    from tests.helpers import COMPOSE, compose_config
 
     container = resources()["Deployment"]["spec"]["template"]["spec"]["containers"][0]
     app = compose_config(COMPOSE)["services"]["app"]["deploy"]["resources"]

@@ -7,8 +7,7 @@ import sys
 
 import yaml
 
-from tests.conftest import ROOT
-from tests.deploy.test_compose import COMPOSE, compose_config
+from tests.helpers import COMPOSE, ROOT, compose_config
 
 DEPLOYMENT = ROOT / "dockerFlaskService" / "k8s" / "deployment.yaml"
 # gunicorn and its one worker when serving: tests/containers/test_image.py measures about 150 MiB

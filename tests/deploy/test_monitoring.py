@@ -6,14 +6,9 @@ import re
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import ROOT, image_bytes
+from tests.helpers import DASHBOARD, ROOT, image_bytes, queries
 
 DEPLOY = ROOT / "dockerFlaskService"
-DASHBOARD = DEPLOY / "grafana" / "dashboards" / "digits.json"
-
-
-def queries(dashboard):
-    return [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
 
 
 def test_prometheus_scrapes_every_replica_directly():

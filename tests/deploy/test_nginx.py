@@ -2,11 +2,7 @@
 (its stand-in: `resolve` in upstream servers needs nginx >= 1.27.3, newer than Debian 12's) in
 Podman on the host's network, on loopback in front of real gunicorns: the same template the image
 renders, with the test's addresses put in."""
-import grp
-import json
 import os
-import pwd
-import re
 import signal
 import socket
 import socketserver
@@ -14,7 +10,6 @@ import struct
 import subprocess
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,88 +17,10 @@ import requests
 
 from flaskService.config import SETTINGS
 from flaskService.preprocess import preprocess_image
-from tests.conftest import ROOT, Server, assert_error, free_port, image_bytes
 from tests.containers.engine import NGINX_IMAGE, PODMAN, environment, stand_in
+from tests.helpers import ROOT, TEMPLATE, UNLIMITED, Nginx, Server, assert_error, free_port, image_bytes, render
 
-TEMPLATE = ROOT / "dockerFlaskService" / "nginx" / "templates" / "default.conf.template"
 MAX_CONTENT_LENGTH = SETTINGS["MAX_CONTENT_LENGTH"][0]
-UNLIMITED = "10000r/s"  # for the tests about balancing, where the rate limit is not the subject
-
-
-def render(addresses, **env):
-    """The template as the nginx image renders it: ${NAME} replaced for the names given (the image's
-    envsubst touches only variables its environment defines), and the `server ${APP_SERVER}` line
-    written once per address, as nginx does for a name that resolves to several replicas."""
-    lines = []
-    for line in TEMPLATE.read_text().splitlines(keepends=True):
-        if "${APP_SERVER}" in line and not line.lstrip().startswith("#"):
-            lines += [line.replace("${APP_SERVER}", address) for address in addresses]
-        else:
-            lines.append(line)
-    return re.sub(r"\$\{(\w+)\}", lambda m: env.get(m.group(1), m.group(0)), "".join(lines))
-
-
-class Nginx:
-    """Debian's nginx in the foreground on a free loopback port; pid, logs and temp files in `directory`.
-
-    The main file stands in for the nginx image's /etc/nginx/nginx.conf, which includes conf.d/
-    inside `http {}`; it adds only the paths a run outside the package's directories needs. The
-    rendered template is included unchanged."""
-
-    def __init__(self, directory, addresses, rate_limit=UNLIMITED):
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        (self.directory / "default.conf").write_text(render(
-            addresses, NGINX_PORT=f"127.0.0.1:{self.port}", RATE_LIMIT=rate_limit, NGINX_RESOLVER="127.0.0.1",
-            MAX_CONTENT_LENGTH=str(MAX_CONTENT_LENGTH)))
-        temp = "\n".join(f"    {kind}_temp_path {self.directory / kind};"
-                         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-        user = f"{pwd.getpwuid(os.getuid()).pw_name} {grp.getgrgid(os.getgid()).gr_name}"
-        self.conf = self.directory / "nginx.conf"
-        self.conf.write_text(
-            f"daemon off;\nuser {user};\nworker_processes 1;\npid {self.directory / 'nginx.pid'};\n"
-            f"error_log {self.directory / 'error.log'} warn;\n"
-            f"events {{ worker_connections 512; }}\n"
-            f"http {{\n{temp}\n    include {self.directory / 'default.conf'};\n}}\n")
-        self.access_log = self.directory / "access.log"
-        self.process = None
-
-    def command(self, *extra):
-        """nginx of the image, on the host's network, seeing only this directory of the host."""
-        return [PODMAN, "run", "--rm", "--network", "host", "--volume", f"{self.directory}:{self.directory}",
-                NGINX_IMAGE, "nginx", "-p", str(self.directory), "-c", str(self.conf), "-e", "stderr", *extra]
-
-    def start(self):
-        with open(self.access_log, "wb") as log:  # the template logs to /dev/stdout, as in a container
-            self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
-                                            env=environment())
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.access_log.read_text()
-            try:
-                requests.get(self.url + "/health/live", timeout=1)
-                return self
-            except requests.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError("nginx did not listen within 10 s")
-
-    def log(self, count):
-        """The first `count` JSON access lines; nginx writes a line just after the response has
-        left, so the client can be a moment ahead of it."""
-        deadline = time.monotonic() + 5
-        while True:
-            lines = [json.loads(line) for line in self.access_log.read_text().splitlines() if line.startswith("{")]
-            if len(lines) >= count or time.monotonic() > deadline:
-                return lines
-            time.sleep(0.05)
-
-    def stop(self):
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-
 
 
 class Backend(socketserver.ThreadingTCPServer):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 SOURCES = [path for folder in ("flaskService", "modelTrain", "benchmarks", "tests")
            for path in sorted((ROOT / folder).rglob("*.py"))]

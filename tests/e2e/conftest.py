@@ -1,12 +1,9 @@
-"""Browser fixtures for the drawing page: the window sizes it is tried at, and where screenshots go.
-Tabs themselves (`open_page`) come from tests/conftest.py, shared with the Swagger UI test."""
+"""Browser fixtures for the drawing page: where screenshots go. The window sizes it is tried at are
+in tests/helpers.py; tabs themselves (`open_page`) come from tests/conftest.py, shared with the
+Swagger UI test."""
 import pytest
 
-from tests.conftest import ROOT
-
-ARTIFACTS = ROOT / "test-artifacts"
-DESKTOP = {"viewport": {"width": 1280, "height": 800}}
-PHONE = {"viewport": {"width": 360, "height": 740}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
+from tests.helpers import ARTIFACTS
 
 
 @pytest.fixture(scope="session")

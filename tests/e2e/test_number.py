@@ -3,9 +3,7 @@ the mouse is read back, digit by digit, with each digit's box and what the model
 import pytest
 
 from flaskService.sequence import LINE_HEIGHT
-
-from .conftest import DESKTOP, PHONE
-from .test_page import DIGITS, SLANT, WIDTH, draw_with_mouse
+from tests.helpers import DESKTOP, DIGITS, PHONE, SLANT, WIDTH, draw_with_mouse
 
 NUMBER_SETTLED = """() => {
     const section = document.getElementById('number');

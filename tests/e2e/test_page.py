@@ -4,79 +4,7 @@ import math
 import pytest
 from PIL import Image, ImageDraw
 
-from tests.conftest import image_bytes
-
-from .conftest import DESKTOP, PHONE
-
-
-def arc(cx, cy, rx, ry, start, end, n=14):
-    """Points on an ellipse from angle `start` to `end` (degrees; 0 = right, 90 = down on screen)."""
-    return [(cx + rx * math.cos(math.radians(a)), cy + ry * math.sin(math.radians(a)))
-            for a in (start + (end - start) * i / (n - 1) for i in range(n))]
-
-
-def smooth(points, per_segment=4):
-    """A Catmull-Rom curve through `points`: a hand moves in curves, not corners."""
-    padded = [points[0], *points, points[-1]]
-    out = []
-    for i in range(1, len(padded) - 2):
-        p0, p1, p2, p3 = padded[i - 1:i + 3]
-        for step in range(per_segment):
-            t = step / per_segment
-            out.append(tuple(0.5 * (2 * b + (-a + c) * t + (2 * a - 5 * b + 4 * c - d) * t * t
-                                    + (-a + 3 * b - 3 * c + d) * t ** 3) for a, b, c, d in zip(p0, p1, p2, p3)))
-    return out + [points[-1]]
-
-
-# Each digit as a person writes it: strokes in writing order and direction, in a box one unit high
-# (x right, y down). A 0 starts at the top and goes anticlockwise, a 4 is two strokes, a 5's bar comes last.
-DIGITS = {
-    0: [arc(0.5, 0.5, 0.4, 0.5, 265, -95, 22)],
-    1: [[(0.58, 0.0), (0.54, 0.35), (0.48, 0.7), (0.44, 1.0)]],
-    2: [arc(0.48, 0.28, 0.4, 0.28, 195, 380, 12) + smooth([(0.85, 0.4), (0.5, 0.72), (0.08, 1.0)], 3)
-        + [(0.5, 0.99), (0.95, 0.98)]],
-    3: [arc(0.45, 0.26, 0.4, 0.25, 205, 450, 14)[:-1] + arc(0.45, 0.75, 0.46, 0.25, -90, 155, 14)],
-    4: [[(0.28, 0.0), (0.18, 0.3), (0.06, 0.62), (0.5, 0.62), (0.95, 0.6)], [(0.72, 0.08), (0.7, 0.55), (0.68, 1.0)]],
-    5: [[(0.22, 0.02), (0.18, 0.25), (0.15, 0.47)] + arc(0.47, 0.7, 0.42, 0.3, -130, 150, 14),
-        [(0.22, 0.0), (0.55, 0.0), (0.9, -0.02)]],
-    6: [smooth([(0.78, 0.0), (0.45, 0.15), (0.25, 0.4), (0.18, 0.7), (0.3, 0.95), (0.55, 1.0), (0.78, 0.85),
-                (0.78, 0.62), (0.55, 0.5), (0.32, 0.56), (0.2, 0.7)])],
-    7: [[(0.05, 0.02), (0.5, 0.0), (0.95, 0.0)] + smooth([(0.95, 0.0), (0.7, 0.4), (0.52, 0.72), (0.42, 1.0)], 3)],
-    8: [smooth([(0.8, 0.1), (0.55, 0.0), (0.25, 0.06), (0.2, 0.26), (0.5, 0.47), (0.82, 0.66), (0.8, 0.9),
-                (0.5, 1.0), (0.18, 0.9), (0.2, 0.67), (0.5, 0.47), (0.76, 0.28), (0.8, 0.1)])],
-    9: [arc(0.45, 0.27, 0.35, 0.27, 10, -350, 20) + smooth([(0.8, 0.3), (0.78, 0.65), (0.74, 1.0)], 3)],
-}
-WIDTH = 0.7  # handwritten digits are about 0.7 as wide as they are tall
-SLANT = 0.12  # and lean forward a little
-
-# Where on the pad each digit is written and how tall, as shares of the pad's side: people do not
-# write in the middle, nor at one size.
-PLACES = [(0.30, 0.15, 0.70), (0.45, 0.10, 0.60), (0.15, 0.25, 0.55), (0.50, 0.55, 0.35), (0.20, 0.10, 0.75),
-          (0.25, 0.20, 0.65), (0.50, 0.45, 0.45), (0.20, 0.15, 0.70), (0.35, 0.05, 0.80), (0.10, 0.40, 0.50)]
-
-RESULT_SETTLED = """() => {
-    const result = document.getElementById('result');
-    return result.getAttribute('aria-busy') !== 'true' && !result.classList.contains('stale')
-        && (document.getElementById('digit').textContent !== '' || result.classList.contains('failed')
-            || result.classList.contains('not-digit'));
-}"""
-
-
-def pad_points(page, digit, place):
-    """The digit's strokes in page coordinates, written at `place` = (left, top, height) on the pad."""
-    box = page.locator("#pad").bounding_box()
-    left, top, height = (share * box["width"] for share in place)
-    return [[(box["x"] + left + height * (WIDTH * x + SLANT * (0.5 - y)), box["y"] + top + height * y)
-             for x, y in stroke] for stroke in DIGITS[digit]]
-
-
-def draw_with_mouse(page, strokes):
-    for stroke in strokes:
-        page.mouse.move(*stroke[0])
-        page.mouse.down()
-        for point in stroke[1:]:
-            page.mouse.move(*point, steps=3)
-        page.mouse.up()
+from tests.helpers import DESKTOP, DIGITS, PHONE, PLACES, arc, draw_with_mouse, image_bytes, pad_points, settled
 
 
 def draw_with_touch(page, strokes):
@@ -100,12 +28,6 @@ def draw_with_pen(page, strokes):
                                                   "buttons": 1, "pointerType": "pen"})
         cdp.send("Input.dispatchMouseEvent", {"type": "mouseReleased", "x": x, "y": y, "button": "left",
                                               "buttons": 0, "clickCount": 1, "pointerType": "pen"})
-
-
-def settled(page):
-    """Wait for the page to finish reading; return (digit shown, status line)."""
-    page.wait_for_function(RESULT_SETTLED)
-    return page.text_content("#digit"), page.text_content("#status")
 
 
 def pad_pixels(page):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from tests.conftest import free_port
+from tests.helpers import free_port
 
 # Debian installs each major version's server under /usr/lib/postgresql/<major>/bin; take the newest.
 BIN = Path((sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl")) or ["/usr/lib/postgresql/none/bin/pg_ctl"])[-1]).parent

@@ -1,5 +1,5 @@
 """The compose stack keeps corrections in its own PostgreSQL, on a named volume, for every replica."""
-from tests.deploy.test_compose import COMPOSE, compose_config
+from tests.helpers import COMPOSE, compose_config
 
 
 def test_replicas_store_corrections_in_the_stacks_postgres():

@@ -5,8 +5,7 @@ import time
 
 import requests
 
-from tests.conftest import assert_error, image_bytes
-from tests.deploy.test_nginx import Nginx
+from tests.helpers import Nginx, assert_error, image_bytes
 
 
 def test_feedback_is_rate_limited(start_server, tmp_path, mnist):

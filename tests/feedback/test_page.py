@@ -7,8 +7,7 @@ import sqlalchemy as sa
 
 from flaskService.feedback_store import corrections, engine_for
 from flaskService.preprocess import preprocess_image
-from tests.e2e.conftest import ARTIFACTS, DESKTOP, PHONE
-from tests.e2e.test_page import PLACES, draw_with_mouse, pad_points, settled
+from tests.helpers import ARTIFACTS, DESKTOP, PHONE, PLACES, draw_with_mouse, pad_points, settled
 
 
 def stored_from_the_page():

@@ -16,7 +16,7 @@ from flaskService import create_app
 from flaskService.predictor import Predictor
 from flaskService.preprocess import preprocess_image
 from modelTrain.feedback import CorrectionsError, load_corrections
-from tests.conftest import MODEL_PATH, ROOT, image_bytes
+from tests.helpers import MODEL_PATH, ROOT, image_bytes
 
 CORRECTIONS = 150  # slashed zeros made from MNIST *training* zeros, sent through POST /feedback
 

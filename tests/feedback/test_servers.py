@@ -16,7 +16,7 @@ import requests
 from flaskService.model import sha256_of
 from flaskService.predictor import Predictor
 from flaskService.preprocess import preprocess_image
-from tests.conftest import MODEL_PATH, SHARED_DATA, assert_error, free_port, image_bytes
+from tests.helpers import MODEL_PATH, SHARED_DATA, assert_error, free_port, image_bytes
 from tests.hostile import load
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import SHARED_DATA, assert_error, image_bytes
+from tests.helpers import SHARED_DATA, assert_error, image_bytes, seed_requests
 
 SEED_CANVAS = SHARED_DATA / "seed_canvas.jpeg"
 
@@ -23,22 +23,6 @@ def assert_prediction(body, digit):
     assert body["is_digit"] is True and "reason" not in body
     assert body["confidence"] == max(body["probabilities"])
     assert body["model"]["name"] and len(body["model"]["version"]) == 12
-
-
-def seed_requests(data):
-    """The seed canvas in every form /predict accepts, as test-client keyword arguments."""
-    b64 = base64.b64encode(data).decode()
-    url = "data:image/jpeg;base64," + b64
-    return {
-        "multipart image": dict(data={"image": (io.BytesIO(data), "six.jpg")}),
-        "multipart file": dict(data={"file": (io.BytesIO(data), "six.jpg")}),
-        "multipart text data URL (the original page)": dict(data={"file": url}, content_type="multipart/form-data"),
-        "urlencoded data URL": dict(data={"file": url}),
-        "raw body": dict(data=data, content_type="image/jpeg"),
-        "raw body, lying content type": dict(data=data, content_type="image/png"),
-        "json base64": dict(json={"image": b64}),
-        "json data URL": dict(json={"image": url}),
-    }
 
 
 @pytest.mark.parametrize("form", list(seed_requests(b"")))

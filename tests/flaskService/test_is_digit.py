@@ -12,8 +12,7 @@ from flaskService import create_app
 from modelTrain.evaluate import auroc, expected_calibration_error
 from modelTrain.evalsets import nondigits
 from modelTrain.evalsets.renders import STYLES, render
-from tests.conftest import MODEL_PATH, SHARED_DATA, assert_error, gunicorn_start_error, image_bytes
-from tests.flaskService.test_metrics import samples
+from tests.helpers import MODEL_PATH, SHARED_DATA, assert_error, gunicorn_start_error, image_bytes, samples
 
 # Right among the accepted: the target is 99.6%; the shipped model reaches 99.598% on the
 # 10,000 test digits (9,913 of 9,953 accepted: one image short of the target), so this guards what it

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import requests
 
-from tests.conftest import ROOT, SHARED_DATA, gunicorn_start_error
+from tests.helpers import ROOT, SHARED_DATA, gunicorn_start_error
 
 # Relative to the repository root (gunicorn's working directory), as an operator would write it.
 SEED_MODEL = "../shared/data/seed_model.h5"

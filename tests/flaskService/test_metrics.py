@@ -8,13 +8,8 @@ import pytest
 import requests
 from prometheus_client import multiprocess
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
-from prometheus_client.parser import text_string_to_metric_families
 
-
-def samples(text, name):
-    """{labels as a sorted tuple: value} for every sample called `name` in a scrape."""
-    return {tuple(sorted(s.labels.items())): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples if s.name == name}
+from tests.helpers import samples
 
 
 def digit_counts(text):

@@ -11,7 +11,7 @@ import pytest
 from flaskService import predictor as predictor_module
 from flaskService.model import load_model
 from flaskService.predictor import BATCH_SIZES, Predictor
-from tests.conftest import MODEL_PATH, ROOT
+from tests.helpers import MODEL_PATH, ROOT
 
 
 @pytest.fixture(scope="module")

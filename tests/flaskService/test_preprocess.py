@@ -9,7 +9,7 @@ from flaskService import preprocess
 from flaskService.errors import ApiError
 from modelTrain.evalsets.numbers import number
 from modelTrain.evalsets.renders import dashed_line, render
-from tests.conftest import SHARED_DATA, image_bytes
+from tests.helpers import SHARED_DATA, image_bytes
 
 SEED_CANVAS = SHARED_DATA / "seed_canvas.jpeg"
 

@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw
 from flaskService import preprocess
 from flaskService.errors import ApiError
 from modelTrain.evalsets.renders import KINDS, MEDIA, STYLES, render, render_background
-from tests.conftest import image_bytes
+from tests.helpers import image_bytes
 
 DIGEST = "b595dcef864bcaa1f917c594e941fe5ba0ee707ba0a34e633df4982626c91192"
 

@@ -12,8 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from flaskService.sequence import LINE_HEIGHT
 from modelTrain.evalsets.numbers import KINDS, number
 from modelTrain.evalsets.renders import STYLES
-from tests.conftest import assert_error, image_bytes
-from tests.flaskService.test_api import seed_requests
+from tests.helpers import assert_error, image_bytes, seed_requests
 
 # Numbers read through the real server: each kind in every style, 2-5 digits. The figures the
 # reader reaches on the full evaluation set are in flaskService/number.json (evaluate_numbers.py).

@@ -3,7 +3,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from tests.conftest import assert_error, gunicorn_start_error, image_bytes
+from tests.helpers import assert_error, gunicorn_start_error, image_bytes
 
 
 def test_serves_predictions(server, mnist):

@@ -11,7 +11,7 @@ import requests
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
-from tests.conftest import SHARED_DATA, assert_error, image_bytes
+from tests.helpers import SHARED_DATA, assert_error, image_bytes
 
 # The accuracy the shipped model must reach on real MNIST test digits sent as tensors.
 ACCURACY = 0.99

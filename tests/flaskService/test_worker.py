@@ -18,7 +18,7 @@ from gunicorn.config import Config
 from gunicorn.http import RequestParser
 
 from flaskService.worker import Board, OneSendResponse, recycle_reason
-from tests.conftest import Server, image_bytes
+from tests.helpers import Server, image_bytes
 
 WORKERS = 2
 

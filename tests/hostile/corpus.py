@@ -7,7 +7,7 @@ import zlib
 import numpy as np
 from PIL import Image, ImageDraw
 
-from tests.conftest import image_bytes
+from tests.helpers import image_bytes
 
 SCALE = 4  # a 28x28 digit drawn 4x larger, on a page with a margin, the way a photo or canvas sends it
 

@@ -3,7 +3,7 @@ import pytest
 
 from flaskService import create_app
 from flaskService.config import from_environment
-from tests.conftest import assert_error
+from tests.helpers import assert_error
 from tests.hostile import corpus
 
 KEYS = ("key-one", "key-two")

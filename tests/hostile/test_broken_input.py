@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import requests
 
-from tests.conftest import assert_error
+from tests.helpers import assert_error
 from tests.hostile import corpus
-from tests.hostile.conftest import post
+from tests.hostile.client import post
 
 MIB = 1024 * 1024
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import Server, assert_error
+from tests.helpers import Server, assert_error
 from tests.hostile import batches, corpus
 
 LIMIT = 384 * 2**20  # a replica's memory limit in compose and Kubernetes, bytes
@@ -118,7 +118,7 @@ def test_an_oversized_feedback_flood_stays_under_the_byte_cap_and_the_memory_lim
 
     import numpy as np
 
-    from tests.conftest import image_bytes
+    from tests.helpers import image_bytes
 
     server, database = feedback_server
     flood = [image_bytes(np.random.default_rng(seed).integers(0, 255, (1400, 1400), np.uint8))

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import Server, assert_error
+from tests.helpers import Server, assert_error
 from tests.hostile import corpus, load
 
 KEY = "crash-test-key"

@@ -6,7 +6,7 @@ from PIL import ImageFile
 
 from flaskService import create_app
 from flaskService.config import ConfigError, from_environment
-from tests.conftest import assert_error
+from tests.helpers import assert_error
 from tests.hostile import batches, corpus
 
 # MAX_REQUEST_PIXELS: three of the `seven` below, exactly.

@@ -13,7 +13,7 @@ from PIL import Image
 from flaskService import create_app
 from flaskService.errors import ApiError
 from flaskService.preprocess import preprocess_image, preprocess_pixels
-from tests.conftest import assert_error, image_bytes
+from tests.helpers import assert_error, image_bytes
 from tests.hostile import corpus
 
 # Locally every run explores new examples; in CI the examples are fixed, so a landing never hangs on

@@ -7,7 +7,7 @@ import requests
 
 from flaskService.preprocess import preprocess_image
 from tests.hostile import corpus
-from tests.hostile.conftest import post
+from tests.hostile.client import post
 
 
 def post_image(service, data, content_type):

@@ -5,19 +5,19 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT
-
-
-def run_script(script, *args):
-    """Run modelTrain/<script> from the repository root, as the README says to."""
-    return subprocess.run(
-        [sys.executable, f"modelTrain/{script}", *map(str, args)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )
+from tests.helpers import ROOT
 
 
 @pytest.fixture(scope="session")
 def run():
+    """`run(script, *args)`: run modelTrain/<script> from the repository root, as the README says to."""
+
+    def run_script(script, *args):
+        return subprocess.run(
+            [sys.executable, f"modelTrain/{script}", *map(str, args)],
+            cwd=ROOT, capture_output=True, text=True, timeout=300,
+        )
+
     return run_script
 
 
@@ -28,9 +28,9 @@ def small_run_args(mnist_npz):
 
 
 @pytest.fixture(scope="session")
-def small_run(tmp_path_factory, small_run_args):
+def small_run(tmp_path_factory, small_run_args, run):
     """train.py's output folder after a quick run of the default architecture on the npz."""
     out = tmp_path_factory.mktemp("small_run")
-    result = run_script("train.py", *small_run_args, "--out", out)
+    result = run("train.py", *small_run_args, "--out", out)
     assert result.returncode == 0, result.stderr[-3000:]
     return out

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from modelTrain.evalsets import nondigits, numbers, renders
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 
 def imports(path):

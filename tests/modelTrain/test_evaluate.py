@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import MODEL_PATH
+from tests.helpers import MODEL_PATH
 
 SHIPPED = MODEL_PATH.parent  # the model we ship, with its card and plots beside it
 

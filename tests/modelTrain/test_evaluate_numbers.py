@@ -2,7 +2,7 @@
 import json
 
 from modelTrain.evalsets.numbers import KINDS
-from tests.conftest import MODEL_PATH, NUMBER_MODEL_PATH
+from tests.helpers import MODEL_PATH, NUMBER_MODEL_PATH
 
 
 def test_evaluate_numbers_prints_the_table_and_writes_the_card(run, mnist_npz, tmp_path):

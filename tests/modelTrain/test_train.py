@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import image_bytes
+from tests.helpers import image_bytes
 
 CARD_KEYS = {"name", "version", "sha256", "created", "framework", "architecture", "input",
              "output", "data", "training", "validation", "test", "latency"}
