@@ -153,6 +153,12 @@ class FeedbackStore:
         with self._connection() as connection:
             yield from connection.execution_options(yield_per=200).execute(query)
 
+    def close(self):
+        """Close the store's connections (a script that is done with it)."""
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
     def _live(self):
         return corrections.c.created_at >= datetime.now(timezone.utc) - self.retention
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from flaskService.errors import ApiError
-from flaskService.feedback_store import INPUT_DTYPE, corrections, describe, engine_for
+from flaskService.config import from_environment
+from flaskService.feedback_store import INPUT_DTYPE, FeedbackStore, StoreUnavailable, describe
 from flaskService.model import INPUT_SHAPE, NUM_CLASSES
 from flaskService.preprocess import preprocess_image
 
@@ -49,19 +50,24 @@ def load_corrections(source):
 
 
 def _from_database(url):
+    """The live corrections in the service's database: the store itself reads them, so corrections
+    past FEEDBACK_RETENTION_DAYS (as the environment sets it, as for the service) are never trained on."""
     import sqlalchemy as sa
 
     database = sa.make_url(url).database
     if sa.make_url(url).get_backend_name() == "sqlite" and not Path(database or "").is_file():
         raise CorrectionsError(f"{url}: no such SQLite file")
+    settings = from_environment()
+    store = FeedbackStore(url, settings["FEEDBACK_MAX_ROWS"], settings["FEEDBACK_RETENTION_DAYS"],
+                          settings["FEEDBACK_MAX_BYTES"])
     try:
-        engine = engine_for(url)
-        with engine.connect() as connection:
-            rows = connection.execute(sa.select(corrections.c.input, corrections.c.label)
-                                      .order_by(corrections.c.id)).all()
-        engine.dispose()
+        rows = list(store.rows("input", "label"))
+    except StoreUnavailable as error:
+        raise CorrectionsError(f"cannot read corrections: {error}") from None
     except (sa.exc.SQLAlchemyError, OSError) as error:
         raise CorrectionsError(f"cannot read corrections from {describe(url, error)}") from None
+    finally:
+        store.close()
     return [np.frombuffer(row.input, INPUT_DTYPE).reshape(28, 28) for row in rows], [row.label for row in rows]
 
 

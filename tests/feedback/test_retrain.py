@@ -64,6 +64,31 @@ def test_export_and_database_give_the_same_corrections(corrections_db, tmp_path)
         assert sorted(zip(y, (a.tobytes() for a in x))) == sorted(zip(y_db, (a.tobytes() for a in x_db)))
 
 
+def test_training_never_reads_corrections_past_retention(corrections_db, tmp_path, monkeypatch):
+    """Retention holds when training reads the database too: a correction aged past
+    FEEDBACK_RETENTION_DAYS is not loaded, though no new row has been added since."""
+    import sqlite3
+    from datetime import datetime, timedelta, timezone
+
+    import sqlalchemy as sa
+
+    from flaskService.feedback_store import corrections, engine_for
+
+    database, _ = corrections_db
+    copy = tmp_path / "feedback.db"
+    with sqlite3.connect(database.removeprefix("sqlite:///")) as source, sqlite3.connect(copy) as target:
+        source.backup(target)  # the rows may still sit in the write-ahead log, which a file copy misses
+    url = f"sqlite:///{copy}"
+    engine = engine_for(url)
+    with engine.begin() as connection:
+        connection.execute(sa.update(corrections).where(corrections.c.id <= 10)
+                           .values(created_at=datetime.now(timezone.utc) - timedelta(days=31)))
+    engine.dispose()
+    monkeypatch.setenv("FEEDBACK_RETENTION_DAYS", "30")
+    x, y = load_corrections(url)
+    assert len(y) == CORRECTIONS - 10
+
+
 @pytest.mark.parametrize("source", ("sqlite:////nonexistent/feedback.db", "postgresql://nobody@127.0.0.1:1/x",
                                     "/nonexistent/folder"))
 def test_an_unreadable_source_is_one_clear_error(source):
