@@ -40,22 +40,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up 
 wsgi_app = "flaskService:create_app()"
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '5000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", os.cpu_count() or 1))
-# The worker: gthread (threads let a worker keep connections alive and read an upload while another
-# thread computes), with connections shared evenly between workers -- flaskService/worker.py.
-# Why: with a few keep-alive clients (a batch client's 8 threads, a proxy's pool), plain gthread lets
-# the worker that wakes first accept them all while the other idles, for as long as the client keeps
-# them open: measured, a run in 3 to 8 at 8 connections got half the throughput. The alternatives
-# measured or read in gunicorn 27's source, and why not:
-#   - reuse_port (SO_REUSEPORT, a listening socket per worker): the kernel hashes each connection to a
-#     socket, so 2 connections land on one worker 1 time in 2 all the same, and a connection queued
-#     in a worker's socket when it dies or drains is reset (kill -9 and SIGTERM would lose requests);
-#   - worker_connections (gthread stops accepting at this many): below the connections clients open,
-#     the rest wait unaccepted for as long as the first ones stay open;
-#   - sync workers (one request per accept): even, but no keep-alive, so a TCP handshake per request
-#     and no connection reuse behind nginx.
-# The balanced worker keeps one shared socket (a dying or draining worker's queued connections go
-# to its sibling), accepts only while it holds no more connections than any sibling, and hands one
-# back ("Connection: close") when it holds two more, e.g. after a sibling was replaced.
+# gthread (a worker keeps connections alive and reads an upload while another thread computes),
+# with connections shared evenly between workers and recycled one worker at a time: worker.py says how.
 worker_class = "flaskService.worker.BalancedWorker"
 # Two threads, not more: a request is pure CPU under one GIL, so more threads only interleave requests
 # and stretch each one's latency (p99 doubled with 4 or 8 in benchmarks/bench.py) for no more
@@ -64,13 +50,9 @@ threads = int(os.environ.get("GUNICORN_THREADS", "2"))
 keepalive = 5
 timeout = 30  # a request takes milliseconds; 30 s means a stuck worker, which is then replaced
 graceful_timeout = 20  # on SIGTERM, in-flight requests get this long to finish
-# Recycling, so a slow leak cannot grow forever, without costing speed: rarely (a million requests,
-# hours of full load, or 256 MB of growth over what a worker had when it started serving: a worker
-# uses ~100 MB), one worker at a time (the next waits until the last one's replacement serves), and
-# drained like SIGTERM, so clients see at most a "Connection: close" (worker.py). The old 20,000
-# requests restarted a worker every 10-20 s under load, each reloading the model. Under a memory limit
-# the growth must fit what the limit leaves, or the kernel kills the worker first: the compose file
-# and k8s/deployment.yaml set GUNICORN_MAX_GROWTH_MB from their 384 MiB (tests/deploy/test_memory.py).
+# Recycling, so a slow leak cannot grow forever, rarely enough not to cost speed (a worker reloads
+# the model): a million requests, or memory grown past GUNICORN_MAX_GROWTH_MB, which under a memory
+# limit must fit what the limit leaves (compose and k8s set it; tests/deploy/test_memory.py checks).
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "1000000"))
 max_requests_jitter = max_requests // 10
 BalancedWorker.max_growth_mb = int(os.environ.get("GUNICORN_MAX_GROWTH_MB", "256"))

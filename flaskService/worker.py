@@ -1,5 +1,5 @@
 """gunicorn's gthread worker, with connections shared evenly between workers and recycling one
-worker at a time (flaskService/gunicorn.conf.py says why this worker, and not another).
+worker at a time.
 
 Connections. gthread workers all wait on one shared listening socket, and whichever wakes first
 accepts. Under a steady load nothing evens that out: with a few keep-alive connections one worker
@@ -8,7 +8,9 @@ throughput, on a coin toss). Here each worker publishes how many connections it 
 board in shared memory, and a worker accepts only while it holds no more than any other
 live worker that is accepting. So the counts never differ by more than one. The socket stays
 shared, so a connection waiting in it is accepted by a sibling if a worker dies or drains (where
-SO_REUSEPORT, a socket per worker, would reset it).
+SO_REUSEPORT, a socket per worker, would reset it). gunicorn's own remedies fall short: with
+reuse_port the kernel still hashes two connections onto one worker half the time; worker_connections
+leaves the connections past it unaccepted; sync workers keep no connection alive.
 
 Responses. gunicorn sends a response's status line and headers in one send() and its body in
 another. A worker killed between the two (SIGKILL, the OOM killer) leaves the proxy with headers it
