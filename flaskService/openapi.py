@@ -303,24 +303,24 @@ SCHEMAS = {
         "type": "object", "required": ["predictions", "model"], "properties": {
             "predictions": {"type": "array", "items": _ref("Prediction")}, "model": _ref("Model")}},
     "ReadDigit": {
-        "description": "One digit of the number, answered as /predict answers an image (the piece of ink the "
-                       "reader cut out is that image).",
+        "description": "One digit of the number, read by the number model from the columns of the line "
+                       "between its neighbours.",
         "type": "object", "required": ["digit", "confidence", "probabilities", "is_digit", "digit_score", "box"],
         "properties": {
             "digit": {"type": "integer", "minimum": 0, "maximum": 9},
             "confidence": {"type": "number", "minimum": 0, "maximum": 1,
-                           "description": "Calibrated probability that the piece is this digit."},
+                           "description": "Calibrated probability that the digit is this one."},
             "probabilities": _PROBABILITIES,
             "is_digit": {"type": "boolean",
-                         "description": "Whether the piece looks like one digit (digit_score >= MIN_DIGIT_SCORE). "
-                                        "A piece cut from its neighbour may look less like one than it is."},
+                         "description": "Whether digit_score >= MIN_DIGIT_SCORE."},
             "digit_score": {"type": ["number", "null"], "minimum": 0, "maximum": 1,
-                            "description": "Probability that the piece is one digit; null for a 10-output model."},
+                            "description": "1 minus the probability of no digit (the CTC blank) at the digit's frames."},
             "reason": {"type": "string", "enum": ["not_a_digit", "several_digits"],
                        "description": "Only when is_digit is false: why."},
             "box": {"type": "array", "items": {"type": "integer"}, "minItems": 4, "maxItems": 4,
                     "description": "[x, y, width, height] of the digit's ink, in the uploaded image's pixels."},
-            "input": {"type": "string", "description": "With ?debug=1: the 28x28 input as a PNG data URL."}}},
+            "input": {"type": "string", "description": "With ?debug=1: the columns of the line the model read "
+                                                      "the digit from, as a PNG data URL."}}},
     "Reading": {
         "type": "object", "required": ["text", "confidence", "digits"], "properties": {
             "text": {"type": "string", "pattern": "^[0-9]+$", "examples": ["2026"]},

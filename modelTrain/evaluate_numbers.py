@@ -1,18 +1,16 @@
 """
-Title: Evaluate the number readers (POST /read) against Tesseract
+Title: Evaluate the number reader (POST /read) against Tesseract
 Description: Whole-number exact match per kind, length and style, per-digit accuracy and CPU time
-of the sequence reader (flaskService.sequence with the number model) and the segmenting reader
-(flaskService.reader with the digit model) on handwritten numbers composed from MNIST *test* digits
-(modelTrain/evalsets/numbers.py), with Tesseract OCR reading the same images in the same run.
-Writes the card flaskService/number.json.
+of the number reader (flaskService.sequence with the number model) on handwritten numbers composed
+from MNIST *test* digits (modelTrain/evalsets/numbers.py), with Tesseract OCR reading the same
+images in the same run. Writes the card flaskService/number.json.
 
 Run from the repository root:
 
-    python modelTrain/evaluate_numbers.py flaskService/model.h5 --number-model flaskService/number_model.h5 \
-        --data ../shared/data/mnist.npz
+    python modelTrain/evaluate_numbers.py flaskService/number_model.h5 --data ../shared/data/mnist.npz
 
-`--split train` composes the numbers from MNIST's *training* digits instead: that is the set the
-reader's constants were tuned on, so the test split stays unseen. Tesseract is Debian's
+`--split train` composes the numbers from MNIST's *training* digits instead: the set tuning may
+use, so the test split stays unseen. Tesseract is Debian's
 `tesseract-ocr` (5.x), called as a user would: a digits whitelist and `--psm 7` (one text line).
 """
 
@@ -33,7 +31,7 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from flaskService import preprocess, reader, sequence  # noqa: E402
+from flaskService import preprocess, sequence  # noqa: E402
 from flaskService.errors import ApiError  # noqa: E402
 from flaskService.config import SETTINGS  # noqa: E402
 from flaskService.predictor import Predictor  # noqa: E402
@@ -117,9 +115,7 @@ def error_kinds(numbers, texts):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("model", type=Path, help="the digit model (the segmenting reader's classifier)")
-    parser.add_argument("--number-model", type=Path, default=REPO_ROOT / "flaskService" / "number_model.h5",
-                        help="the sequence reader's model")
+    parser.add_argument("number_model", type=Path, help="the number model (flaskService/number_model.h5)")
     parser.add_argument("--data", type=Path, default=REPO_ROOT.parent / "shared" / "data" / "mnist.npz")
     parser.add_argument("--count", type=int, default=1200)
     parser.add_argument("--split", choices=("test", "train"), default="test")
@@ -132,15 +128,10 @@ def main(argv=None):
     with np.load(args.data) as data:
         mnist = {"x_test": data[f"x_{args.split}"], "y_test": data[f"y_{args.split}"]}
     numbers = evaluation_set(mnist, args.count)
-    predictor = Predictor.from_path(args.model)
-    predictor.warm_up()
     number_predictor = Predictor.from_path(args.number_model, contract=sequence.NUMBERS)
     number_predictor.warm_up()
     min_digit_score = SETTINGS["MIN_DIGIT_SCORE"][0]
-    readers = {
-        "sequence": lambda image: sequence.read_number(image, number_predictor.predict, min_digit_score),
-        "segmenting": lambda image: reader.read_number(image, lambda arrays: predictor.classify(arrays, min_digit_score)),
-    }
+    readers = {"sequence": lambda image: sequence.read_number(image, number_predictor.predict, min_digit_score)}
 
     # Read: each reader one number at a time, as the service does; Tesseract on two threads (it is
     # a separate process, and by far the slowest).
@@ -159,7 +150,7 @@ def main(argv=None):
                                 **score(numbers, tesseract_texts)}
 
     print(f"{len(numbers)} numbers from MNIST {args.split} digits; number model {args.number_model} "
-          f"({number_predictor.version}), digit model {args.model} ({predictor.version})")
+          f"({number_predictor.version})")
     print(f"{'':>12} " + " ".join(f"{name:>10}" for name in results))
     rows = [("all", "exact_match", None), ("per digit", "per_digit", None)]
     rows += [(kind, "per_kind", kind) for kind in KINDS]
@@ -178,12 +169,9 @@ def main(argv=None):
     if str(args.card) != "-":
         card = {
             "name": "number-readers",
-            "readers": {"sequence": "the number model (CNN + CTC) on the whole line, greedy decoding",
-                        "segmenting": "segmentation (components, seams of least ink, dynamic programming over "
-                                      "cuts) plus the digit classifier"},
+            "readers": {"sequence": "the number model (CNN + CTC) on the whole line, greedy decoding"},
             "number_model": {"path": str(args.number_model), "version": number_predictor.version,
                              "sha256": number_predictor.sha256},
-            "digit_model": {"path": str(args.model), "version": predictor.version, "sha256": predictor.sha256},
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "data": {"source": str(args.data), "split": args.split, "numbers": len(numbers),
                      "generator": "modelTrain/evalsets/numbers.py", "kinds": list(KINDS)},

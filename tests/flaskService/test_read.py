@@ -264,19 +264,3 @@ def test_readings_are_counted_by_length_and_logged(client, clean_number, capsys)
     assert count() == before + 1
     assert any(line["path"] == "/read" and line["status"] == 200 for line in lines)
     assert not any("text" in line for line in lines)  # the number itself is not logged: it may be private
-
-
-def test_components_are_numbered_and_boxed_as_scipy_would():
-    """reader.components gives the labels, count and boxes scipy.ndimage.label (8-connected)
-    and find_objects give, written out by hand for one small mask (scipy is not a dependency)."""
-    from flaskService.reader import components
-
-    mask = np.zeros((5, 7), bool)
-    mask[1, 1] = mask[1, 2] = mask[2, 2] = True  # one component, 8-connected through the diagonal
-    mask[3, 5] = mask[4, 6] = True  # a diagonal pair
-    mask[4, 0] = True
-    labels, count, boxes = components(mask)
-    assert count == 3
-    assert labels[1, 1] == labels[2, 2] == 1 and labels[3, 5] == labels[4, 6] == 2 and labels[4, 0] == 3
-    assert boxes == [(slice(1, 3), slice(1, 3)), (slice(3, 5), slice(5, 7)), (slice(4, 5), slice(0, 1))]
-    assert components(np.zeros((4, 4), bool))[1] == 0
