@@ -1,19 +1,163 @@
-"""Training data for the number model: lines of handwriting composed on the fly from MNIST
-*training* digits, painted the ways people send them, and read back through the service's own
-find_ink (line removal included) and sequence.line_input, so training sees what serving sees.
+"""The data the models train on, and the digits evaluate.py tests the digit model on.
 
-The evaluation set (modelTrain/evalsets/numbers.py and renders.py) is built from the *test*
-digits by other code, with its own layouts and styles: nothing here is shared with it.
+Digits (train.py, evaluate.py): MNIST or a folder of digit images as the digit model's input,
+float32 (n, 28, 28, 1) in [0, 1], white ink on black; folder images go through the service's own
+preprocess_image. Also the test split carved out of a folder that has none, and the validation split.
+
+Lines of digits (number_model.py): lines of handwriting composed on the fly from MNIST *training*
+digits, painted the ways people send them, and read back through the service's own find_ink (line
+removal included) and sequence.line_input, so training sees what serving sees. The evaluation set
+(modelTrain/evalsets/numbers.py and renders.py) is built from the *test* digits by other code, with
+its own layouts and styles: nothing here is shared with it.
 """
 import functools
 import io
+import zipfile
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from flaskService import preprocess, sequence
 from flaskService.errors import ApiError
+from flaskService.model import NUM_CLASSES
 from modelTrain import synthetic
+from modelTrain.cli import InputError
+
+"""
+## Digits: the digit model's data (train.py, evaluate.py)
+"""
+
+DIGITS = [str(digit) for digit in range(NUM_CLASSES)]
+
+# Share of each digit's images set aside for testing when a folder has no test split of its own.
+FOLDER_TEST_FRACTION = 0.2
+
+
+def load_npz(path):
+    """Train and test arrays from a .npz in Keras's mnist layout."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in npz]
+            if missing:
+                raise InputError(
+                    f"{path}: missing {', '.join(missing)} (expected Keras's mnist.npz layout)"
+                )
+            arrays = {key: npz[key] for key in ("x_train", "y_train", "x_test", "y_test")}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise InputError(f"{path}: not a readable .npz file ({error})") from None
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if x.ndim != 3 or x.shape[1:] != (28, 28) or y.shape != (len(x),) or not len(x):
+            raise InputError(
+                f"{path}: x_{split} {x.shape} and y_{split} {y.shape} are not n 28x28 images "
+                "with n labels"
+            )
+        if x.dtype != np.uint8:
+            raise InputError(f"{path}: x_{split} is {x.dtype}; expected uint8 pixels 0..255")
+        if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= NUM_CLASSES:
+            raise InputError(f"{path}: y_{split} holds labels other than the integers 0..9")
+    return (
+        (as_model_input(arrays["x_train"] / 255), arrays["y_train"].astype("int64")),
+        (as_model_input(arrays["x_test"] / 255), arrays["y_test"].astype("int64")),
+    )
+
+
+def load_folder(path):
+    """All images of a folder with one sub-folder per digit, preprocessed like served images."""
+    missing = [digit for digit in DIGITS if not (path / digit).is_dir()]
+    if len(missing) == NUM_CLASSES:
+        raise InputError(f"{path}: no digit sub-folders 0..9 (nor train/ and test/ holding them)")
+    if missing:
+        raise InputError(f"{path}: no sub-folder for digit(s) {', '.join(missing)}")
+    files = {
+        digit: sorted(
+            f for f in (path / digit).iterdir() if f.is_file() and not f.name.startswith(".")
+        )
+        for digit in DIGITS
+    }
+    empty = [digit for digit in DIGITS if not files[digit]]
+    if empty:
+        raise InputError(f"{path}: no images for digit(s) {', '.join(empty)}")
+
+    images, labels = [], []
+    for digit in DIGITS:
+        for file in files[digit]:
+            try:
+                images.append(preprocess.preprocess_image(file.read_bytes()))
+            except (ApiError, OSError) as error:
+                raise InputError(f"{file}: {error}") from None
+            labels.append(int(digit))
+    return as_model_input(np.stack(images)), np.array(labels, dtype="int64")
+
+
+def as_model_input(images):
+    """(n, 28, 28) images in [0, 1] as the model's (n, 28, 28, 1) float32 input."""
+    return images.astype("float32")[..., np.newaxis]
+
+
+def carve_test_split(x, y, fraction, seed):
+    """Stratified split: `fraction` of each digit's images, at random, become the test set."""
+    rng = np.random.default_rng(seed)
+    test = np.zeros(len(y), dtype=bool)
+    for digit in range(NUM_CLASSES):
+        indices = np.flatnonzero(y == digit)
+        test[rng.permutation(indices)[: round(len(indices) * fraction)]] = True
+    return (x[~test], y[~test]), (x[test], y[test])
+
+
+def download_mnist():
+    """Train and test arrays of the full MNIST, downloaded (and cached) by Keras."""
+    import keras
+
+    try:
+        (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
+    # keras.utils.get_file reports every network failure as a bare Exception.
+    except Exception as error:
+        raise InputError(f"cannot download MNIST ({error}); pass --data PATH/mnist.npz") from None
+    return (
+        (as_model_input(x_train / 255), y_train.astype("int64")),
+        (as_model_input(x_test / 255), y_test.astype("int64")),
+    )
+
+
+def load_data(source, seed):
+    """(x_train, y_train), (x_test, y_test) and a description of the data for the card."""
+    if source is None:
+        train, test = download_mnist()
+        description = {"source": "keras.datasets.mnist", "format": "npz", "test_split": "provided"}
+    elif source.is_dir():
+        if (source / "train").is_dir() and (source / "test").is_dir():
+            train, test = load_folder(source / "train"), load_folder(source / "test")
+            test_split = "provided (test/)"
+        else:
+            train, test = carve_test_split(*load_folder(source), FOLDER_TEST_FRACTION, seed)
+            test_split = (
+                f"carved out of the folder: {FOLDER_TEST_FRACTION:.0%} of each digit's images, "
+                f"seed {seed}"
+            )
+        # Files are read digit by digit; shuffle so that --limit and validation see every digit.
+        order = np.random.default_rng(seed).permutation(len(train[1]))
+        train = train[0][order], train[1][order]
+        description = {"source": str(source), "format": "folder", "test_split": test_split}
+    elif source.is_file():
+        train, test = load_npz(source)
+        description = {"source": str(source), "format": "npz", "test_split": "provided"}
+    else:
+        raise InputError(f"{source}: no such file or directory")
+    return train, test, description
+
+
+def split_validation(x, y, fraction, seed):
+    """Random (train, validation) split of the training images."""
+    order = np.random.default_rng(seed).permutation(len(y))
+    n_validation = max(1, round(len(y) * fraction))
+    validation, train = order[:n_validation], order[n_validation:]
+    return (x[train], y[train]), (x[validation], y[validation])
+
+
+"""
+## Lines of digits: the number model's data (number_model.py)
+"""
 
 MAX_DIGITS = 12
 LENGTH_WEIGHTS = np.array([1.0] * MAX_DIGITS)  # lengths 1-12 equally often

@@ -25,7 +25,8 @@ import sys
 from pathlib import Path
 
 # Run as `python modelTrain/evaluate.py`: put the repository root on the path so that the
-# service's model loader and train.py's data loading are importable (one of each).
+# service's model loader and the data loading train.py uses (modelTrain/data.py) are importable
+# (one of each).
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
@@ -34,17 +35,9 @@ import json  # noqa: E402
 import numpy as np  # noqa: E402
 
 from flaskService.model import ModelLoadError, check_model_file, load_model, sha256_of  # noqa: E402
-from modelTrain.train import (  # noqa: E402
-    DIGITS,
-    ArgumentParser,
-    InputError,
-    download_mnist,
-    evaluate,
-    load_folder,
-    load_npz,
-    plot_confusion,
-    positive_int,
-)
+from modelTrain.card import evaluate, plot_confusion  # noqa: E402
+from modelTrain.cli import ArgumentParser, InputError, positive_int  # noqa: E402
+from modelTrain.data import DIGITS, download_mnist, load_folder, load_npz  # noqa: E402
 
 REJECTION_PER_KIND = 300
 RENDERED_DIGITS = 1800  # test digits re-rendered in the user styles of modelTrain/evalsets/renders.py
@@ -272,7 +265,7 @@ def print_rejection(figures):
 
 def plot_reliability(figures, path):
     """Accuracy against confidence per bin, for the test digits and the re-rendered ones."""
-    from modelTrain.train import plt
+    from modelTrain.card import plt
 
     figure, axis = plt.subplots(figsize=(5, 5))
     axis.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect calibration")

@@ -18,7 +18,6 @@ exactly what it will be served. `--help` lists the rest.
 ## Setup
 """
 
-import argparse
 import datetime
 import json
 import os
@@ -27,13 +26,8 @@ import shlex
 import statistics
 import sys
 import time
-import zipfile
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # Files only: no display on servers and in CI.
-import matplotlib.pyplot as plt
 import numpy as np
 
 # Run as `python modelTrain/train.py`: put the repository root on the path so that the service's
@@ -49,142 +43,21 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from flaskService.model import INPUT_SHAPE, NUM_CLASSES, sha256_of  # noqa: E402  (the service's contract)
 from flaskService.predictor import to_tflite  # noqa: E402  (the conversion the service serves)
 from modelTrain import synthetic  # noqa: E402  (what is not one digit: the two extra classes)
-
-DIGITS = [str(digit) for digit in range(NUM_CLASSES)]
-
-
-class InputError(Exception):
-    """Bad arguments or data: reported as one line on stderr, exit status 2."""
-
+from modelTrain.card import evaluate, plot_confusion, plot_history  # noqa: E402  (shared with evaluate.py)
+from modelTrain.cli import ArgumentParser, InputError, non_negative_int, positive_int  # noqa: E402
+from modelTrain.data import as_model_input, load_data, split_validation  # noqa: E402  (shared with evaluate.py)
 
 """
 ## Prepare the data
 
 Every source ends up as float32 arrays of shape (n, 28, 28, 1) in [0, 1], white ink on black,
-MNIST-centred: the input contract of the served model.
+MNIST-centred: the input contract of the served model. Reading the sources (a mnist .npz, a folder
+of digit images, or MNIST downloaded) and carving the test split out of a folder is
+modelTrain/data.py's `load_data`, which evaluate.py reads its test images with too.
 """
 
 # Share of the training images held out for validation (best-epoch choice); never the test set.
 VALIDATION_FRACTION = 0.1
-# Share of each digit's images set aside for testing when a folder has no test split of its own.
-FOLDER_TEST_FRACTION = 0.2
-
-
-def load_npz(path):
-    """Train and test arrays from a .npz in Keras's mnist layout."""
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in npz]
-            if missing:
-                raise InputError(
-                    f"{path}: missing {', '.join(missing)} (expected Keras's mnist.npz layout)"
-                )
-            arrays = {key: npz[key] for key in ("x_train", "y_train", "x_test", "y_test")}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        raise InputError(f"{path}: not a readable .npz file ({error})") from None
-    for split in ("train", "test"):
-        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
-        if x.ndim != 3 or x.shape[1:] != (28, 28) or y.shape != (len(x),) or not len(x):
-            raise InputError(
-                f"{path}: x_{split} {x.shape} and y_{split} {y.shape} are not n 28x28 images "
-                "with n labels"
-            )
-        if x.dtype != np.uint8:
-            raise InputError(f"{path}: x_{split} is {x.dtype}; expected uint8 pixels 0..255")
-        if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= NUM_CLASSES:
-            raise InputError(f"{path}: y_{split} holds labels other than the integers 0..9")
-    return (
-        (as_model_input(arrays["x_train"] / 255), arrays["y_train"].astype("int64")),
-        (as_model_input(arrays["x_test"] / 255), arrays["y_test"].astype("int64")),
-    )
-
-
-def load_folder(path):
-    """All images of a folder with one sub-folder per digit, preprocessed like served images."""
-    missing = [digit for digit in DIGITS if not (path / digit).is_dir()]
-    if len(missing) == NUM_CLASSES:
-        raise InputError(f"{path}: no digit sub-folders 0..9 (nor train/ and test/ holding them)")
-    if missing:
-        raise InputError(f"{path}: no sub-folder for digit(s) {', '.join(missing)}")
-    files = {
-        digit: sorted(
-            f for f in (path / digit).iterdir() if f.is_file() and not f.name.startswith(".")
-        )
-        for digit in DIGITS
-    }
-    empty = [digit for digit in DIGITS if not files[digit]]
-    if empty:
-        raise InputError(f"{path}: no images for digit(s) {', '.join(empty)}")
-
-    from flaskService.errors import ApiError
-    from flaskService.preprocess import preprocess_image
-
-    images, labels = [], []
-    for digit in DIGITS:
-        for file in files[digit]:
-            try:
-                images.append(preprocess_image(file.read_bytes()))
-            except (ApiError, OSError) as error:
-                raise InputError(f"{file}: {error}") from None
-            labels.append(int(digit))
-    return as_model_input(np.stack(images)), np.array(labels, dtype="int64")
-
-
-def as_model_input(images):
-    """(n, 28, 28) images in [0, 1] as the model's (n, 28, 28, 1) float32 input."""
-    return images.astype("float32")[..., np.newaxis]
-
-
-def carve_test_split(x, y, fraction, seed):
-    """Stratified split: `fraction` of each digit's images, at random, become the test set."""
-    rng = np.random.default_rng(seed)
-    test = np.zeros(len(y), dtype=bool)
-    for digit in range(NUM_CLASSES):
-        indices = np.flatnonzero(y == digit)
-        test[rng.permutation(indices)[: round(len(indices) * fraction)]] = True
-    return (x[~test], y[~test]), (x[test], y[test])
-
-
-def download_mnist():
-    """Train and test arrays of the full MNIST, downloaded (and cached) by Keras."""
-    import keras
-
-    try:
-        (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
-    # keras.utils.get_file reports every network failure as a bare Exception.
-    except Exception as error:
-        raise InputError(f"cannot download MNIST ({error}); pass --data PATH/mnist.npz") from None
-    return (
-        (as_model_input(x_train / 255), y_train.astype("int64")),
-        (as_model_input(x_test / 255), y_test.astype("int64")),
-    )
-
-
-def load_data(source, seed):
-    """(x_train, y_train), (x_test, y_test) and a description of the data for the card."""
-    if source is None:
-        train, test = download_mnist()
-        description = {"source": "keras.datasets.mnist", "format": "npz", "test_split": "provided"}
-    elif source.is_dir():
-        if (source / "train").is_dir() and (source / "test").is_dir():
-            train, test = load_folder(source / "train"), load_folder(source / "test")
-            test_split = "provided (test/)"
-        else:
-            train, test = carve_test_split(*load_folder(source), FOLDER_TEST_FRACTION, seed)
-            test_split = (
-                f"carved out of the folder: {FOLDER_TEST_FRACTION:.0%} of each digit's images, "
-                f"seed {seed}"
-            )
-        # Files are read digit by digit; shuffle so that --limit and validation see every digit.
-        order = np.random.default_rng(seed).permutation(len(train[1]))
-        train = train[0][order], train[1][order]
-        description = {"source": str(source), "format": "folder", "test_split": test_split}
-    elif source.is_file():
-        train, test = load_npz(source)
-        description = {"source": str(source), "format": "npz", "test_split": "provided"}
-    else:
-        raise InputError(f"{source}: no such file or directory")
-    return train, test, description
 
 
 """
@@ -220,14 +93,6 @@ def digit_accuracy(model, x, y):
     if not len(y):
         return None
     return float((model.predict(x, verbose=0)[:, :NUM_CLASSES].argmax(axis=1) == y).mean())
-
-
-def split_validation(x, y, fraction, seed):
-    """Random (train, validation) split of the training images."""
-    order = np.random.default_rng(seed).permutation(len(y))
-    n_validation = max(1, round(len(y) * fraction))
-    validation, train = order[:n_validation], order[n_validation:]
-    return (x[train], y[train]), (x[validation], y[validation])
 
 
 """
@@ -531,29 +396,11 @@ def calibrated(model, temperature):
 
 """
 ## Evaluate the trained model
+
+Accuracy, loss, per-digit accuracy and the confusion matrix on the validation and test digits are
+modelTrain/card.py's `evaluate`, the one evaluate.py reports with; here the card also gets the
+model's speed through LiteRT and its size in multiply-adds.
 """
-
-
-def evaluate(model, x, y):
-    """On digits: loss, accuracy of the digit answer (the likeliest of the ten digits, as the
-    service answers it), per-class accuracy and confusion matrix (rows: true, columns: predicted)."""
-    probabilities = model.predict(x, batch_size=1000, verbose=0)
-    predicted = probabilities[:, :NUM_CLASSES].argmax(axis=1)
-    confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype="int64")
-    np.add.at(confusion, (y, predicted), 1)
-    per_class = {
-        digit: (float(confusion[i, i] / row.sum()) if row.sum() else None)
-        for i, (digit, row) in enumerate(zip(DIGITS, confusion))
-    }
-    true_probabilities = np.clip(probabilities[np.arange(len(y)), y], 1e-7, 1)
-    return {
-        "images": int(len(y)),
-        "accuracy": float((predicted == y).mean()),
-        "loss": float(-np.log(true_probabilities).mean()),
-        "per_class_accuracy": per_class,
-        "confusion_matrix": confusion.tolist(),
-    }
-
 
 LATENCY_RUNS = 2000
 
@@ -607,44 +454,6 @@ def multiply_adds(model):
     return total
 
 
-def plot_history(history, best_epoch, path):
-    """Accuracy and loss (log scale) per epoch, training and validation, the kept epoch marked."""
-    epochs = range(1, len(history["loss"]) + 1)
-    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for axis, metric in zip(axes, ("accuracy", "loss")):
-        axis.plot(epochs, history[metric], marker=".", label="training (augmented)")
-        axis.plot(epochs, history[f"val_{metric}"], marker=".", label="validation")
-        axis.axvline(best_epoch, color="grey", linestyle=":", label=f"kept: epoch {best_epoch}")
-        axis.set_xlabel("epoch")
-        axis.set_title(metric)
-        if metric == "loss":
-            axis.set_yscale("log")  # The last epochs differ in the third decimal.
-        axis.grid(alpha=0.3)
-        axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-
-
-def plot_confusion(confusion, path, title):
-    """Confusion matrix with counts; colour on a log scale so that the few errors stand out."""
-    confusion = np.asarray(confusion)
-    figure, axis = plt.subplots(figsize=(6.5, 5.5))
-    image = axis.imshow(np.log1p(confusion), cmap="Blues")
-    for (row, column), count in np.ndenumerate(confusion):
-        dark = image.norm(np.log1p(count)) > 0.6
-        axis.text(column, row, count, ha="center", va="center", fontsize=8,
-                  color="white" if dark else "black")
-    axis.set_xticks(range(NUM_CLASSES), DIGITS)
-    axis.set_yticks(range(NUM_CLASSES), DIGITS)
-    axis.set_xlabel("predicted digit")
-    axis.set_ylabel("true digit")
-    axis.set_title(title)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-
-
 """
 ## Save the model and its card
 """
@@ -678,32 +487,6 @@ def write_card(path, card):
 """
 ## Command line
 """
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line on stderr (exit status 2), like our own errors."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise ValueError(text)
-    return value
-
-
-def non_negative_int(text):
-    value = int(text)
-    if value < 0:
-        raise ValueError(text)
-    return value
-
-
-# argparse names the type in its message: "invalid positive integer value: '0'".
-positive_int.__name__ = "positive integer"
-non_negative_int.__name__ = "non-negative integer"
 
 
 def parse_args(argv=None):

@@ -174,7 +174,7 @@ def test_folder_dataset(layout, mnist, run, tmp_path):
 def test_folder_images_are_preprocessed_like_served_ones(mnist, tmp_path):
     """Folder images go through the service's preprocess_image: white on black, in [0, 1]."""
     from flaskService.preprocess import preprocess_image
-    from modelTrain.train import load_folder
+    from modelTrain.data import load_folder
 
     write_digit_folder(tmp_path, mnist, per_digit=2)
     x, y = load_folder(tmp_path)
