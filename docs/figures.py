@@ -1,4 +1,5 @@
-"""The figures in README.md and docs/*.md that come from a model's card, written from the card.
+"""The figures in README.md, docs/*.md and benchmarks/README.md that come from a model's card or
+the last `make bench` (benchmarks/results.md), written from them.
 
     python docs/figures.py          # rewrite every marked block from the cards
     python docs/figures.py --check  # exit 1, naming the blocks, if any block differs from its card
@@ -17,6 +18,8 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CARDS = {"model": REPO_ROOT / "flaskService" / "model.json", "number": REPO_ROOT / "flaskService" / "number.json"}
+BENCH_RESULTS = REPO_ROOT / "benchmarks" / "results.md"  # what the last `make bench` wrote
+BENCH_JSON = REPO_ROOT / "benchmarks" / "results.json"
 BLOCK = re.compile(r"(<!-- figures:([\w-]+) -->\n)(.*?)(<!-- /figures:\2 -->)", re.DOTALL)
 
 DIGIT_SETS = {"mnist_test": "MNIST test", "rendered": "test digits re-rendered (paper, photo, canvas, pens, scans)"}
@@ -38,7 +41,7 @@ NUMBER_ROWS_AFTER_KINDS = (("all, whole number exact", "exact_match", None),
 
 def docs():
     """Every file that may hold blocks."""
-    return [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
+    return [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md")), REPO_ROOT / "benchmarks" / "README.md"]
 
 
 def load_cards():
@@ -179,7 +182,31 @@ def number_card(cards):
     return "\n".join(lines) + "\n"
 
 
+def headline_speed(cards):
+    """One line on speed from the last `make bench` (benchmarks/results.json)."""
+    rows = {(row["name"], row["connections"]): row for row in json.loads(BENCH_JSON.read_text())["rows"]}
+    ours = rows[("/predict, 28x28 PNG", 8)]
+    peers = [rows.get((f"{name}, 28x28 PNG", 8)) for name in ("BentoML", "LitServe")]
+    reads = [row for (name, _), row in rows.items() if name.startswith("/read")]
+    text = (f"**Speed**: {ours['requests_per_s']:,.0f} requests/s for a 28x28 PNG at 8 connections on 2 cores "
+            f"(median of the rounds; p99 {ours['p99_ms']} ms), {ours['cpu_ms_per_request']:.2f} ms of CPU per request")
+    if all(peers):
+        text += (f"; BentoML and LitServe serving the same model: {peers[0]['requests_per_s']:,.0f} and "
+                 f"{peers[1]['requests_per_s']:,.0f} in the same run")
+    if reads:
+        text += "; a 4-digit number on `/read`: " + " and ".join(
+            f"{row['cpu_ms_per_request']:.1f} ms of CPU ({row['name'].rsplit(', ', 1)[-1]})" for row in reads)
+    return text + ".\n"
+
+
+def bench_results(cards):
+    """The last `make bench` run's table and notes, as benchmarks/bench.py wrote them."""
+    return BENCH_RESULTS.read_text()
+
+
 BLOCKS = {
+    "bench": bench_results,
+    "headline-speed": headline_speed,
     "headline-accuracy": headline_accuracy,
     "model-summary": model_summary,
     "digits": digits_table,
