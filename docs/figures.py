@@ -20,6 +20,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 CARDS = {"model": REPO_ROOT / "flaskService" / "model.json", "number": REPO_ROOT / "flaskService" / "number.json"}
 BENCH_RESULTS = REPO_ROOT / "benchmarks" / "results.md"  # what the last `make bench` wrote
 BENCH_JSON = REPO_ROOT / "benchmarks" / "results.json"
+BENCH_CHART = REPO_ROOT / "docs" / "images" / "bench.png"  # drawn from BENCH_JSON
 BLOCK = re.compile(r"(<!-- figures:([\w-]+) -->\n)(.*?)(<!-- /figures:\2 -->)", re.DOTALL)
 
 DIGIT_SETS = {"mnist_test": "MNIST test", "rendered": "test digits re-rendered (paper, photo, canvas, pens, scans)"}
@@ -199,6 +200,30 @@ def headline_speed(cards):
     return text + ".\n"
 
 
+def bench_chart(path):
+    """Requests/s by connections for each server of the last `make bench`, as a PNG at `path`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [row for row in json.loads(BENCH_JSON.read_text())["rows"] if row["name"].endswith(", 28x28 PNG")]
+    figure, axis = plt.subplots(figsize=(7, 4))
+    for name in dict.fromkeys(row["name"] for row in rows):
+        points = sorted((row["connections"], row["requests_per_s"]) for row in rows if row["name"] == name)
+        if len(points) > 1:
+            axis.plot(*zip(*points), marker="o", label=name.removesuffix(", 28x28 PNG"))
+    axis.set_xscale("log", base=2)
+    axis.set_xlabel("keep-alive connections")
+    axis.set_ylabel("requests/s (median of 3 rounds)")
+    axis.set_title("One 28x28 PNG per request, 2 workers, 2 cores")
+    axis.legend()
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
 def bench_results(cards):
     """The last `make bench` run's table and notes, as benchmarks/bench.py wrote them."""
     return BENCH_RESULTS.read_text()
@@ -241,6 +266,8 @@ def main(argv=None):
             stale.append(path.relative_to(REPO_ROOT))
             if not args.check:
                 path.write_text(rendered)
+    if not args.check:
+        bench_chart(BENCH_CHART)
     verb = "out of date" if args.check else "rewritten"
     for path in stale:
         print(f"{path}: {verb}")
