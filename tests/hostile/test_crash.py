@@ -117,6 +117,9 @@ def test_kill_9_of_a_worker_costs_only_its_in_flight_requests(locked_server, cle
     assert all(e.right for e in answered), figures
 
 
+NOT_READ = ("reset", "Broken pipe", "closed connection without response")
+
+
 @pytest.mark.slow
 def test_sigterm_turns_unready_drains_and_exits(locked_server, clear_digits):
     probe = http.client.HTTPConnection("127.0.0.1", locked_server.port, timeout=5)
@@ -151,4 +154,7 @@ def test_sigterm_turns_unready_drains_and_exits(locked_server, clear_digits):
     failed = [e for e in accepted if not e.right]
     assert not failed, f"{figures}; {len(failed)} of {len(accepted)} accepted failed, first: {failed[0].error}"
     unread = [e for e in ledger if not e.in_flight_at(stopped_at) and e.request_id not in read]
-    assert all(e.refused or "reset" in (e.error or "") for e in unread), figures
+    # An unread request ends as a connection error, never as an answer: refused, or its connection
+    # reset or closed under it (the draining worker closes its listener and what waits on it).
+    assert all(e.refused or any(sign in (e.error or "") for sign in NOT_READ) for e in unread), \
+        [e.error for e in unread if not e.refused][:5]
