@@ -112,18 +112,8 @@ def test_sighup_rolls_out_a_new_model_without_a_failed_request(start_server, tmp
         shutil.copy(SHARED_DATA / "seed_model.h5", staged)
         staged.replace(model_path)
         server.process.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            workers = server.workers()
-            if len(workers) == 2 and not workers & old_workers and all(
-                    requests.get(server.url + "/model", timeout=5).json()["sha256"] == new_sha for _ in range(10)):
-                break
-            time.sleep(0.2)
-        else:
-            raise AssertionError(f"the new model is not served everywhere; log: {server.log_text()[-3000:]}")
-        rolled_out_at = len(ledger)
-        while len(ledger) < rolled_out_at + 100:
-            time.sleep(0.05)
+        load.wait_for_rollout(server, old_workers, new_sha)
+        load.wait_for_more(ledger, 100)
     finally:
         stop.set()
         loader.join(120)

@@ -93,20 +93,9 @@ def test_sighup_rolls_out_only_a_model_that_passes(start_server, tmp_path, both_
         expected = old_sha if reason else new_sha
         hung_up = time.monotonic()
         server.process.send_signal(signal.SIGHUP)
-        deadline = hung_up + 180
-        while time.monotonic() < deadline:
-            assert server.process.poll() is None, server.log_text()[-3000:]
-            workers = server.workers()
-            if len(workers) == 2 and not workers & old_workers and all(
-                    requests.get(server.url + "/model", timeout=5).json()["sha256"] == expected for _ in range(10)):
-                break
-            time.sleep(0.2)
-        else:
-            raise AssertionError(f"the workers were not replaced; log: {server.log_text()[-3000:]}")
+        load.wait_for_rollout(server, old_workers, expected)
         replaced_in = time.monotonic() - hung_up
-        rolled_out_at = len(ledger)
-        while len(ledger) < rolled_out_at + 100:
-            time.sleep(0.05)
+        load.wait_for_more(ledger, 100)
     finally:
         stop.set()
         loader.join(120)

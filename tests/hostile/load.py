@@ -163,3 +163,25 @@ def summary(entries):
             f"{dict(sorted(counts.items()))}, {sum(e.refused for e in entries)} refused, "
             f"{sum(e.error is not None and not e.refused for e in entries)} failed, "
             f"{sum(e.answered and not e.right for e in entries)} wrong")
+
+
+def wait_for_rollout(server, old_workers, sha256, timeout=180):
+    """After SIGHUP: wait until as many workers as before, none of them `old_workers`, all report the
+    model `sha256` on /model; fail with the server's log if they do not, or if the server exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert server.process.poll() is None, server.log_text()[-3000:]
+        workers = server.workers()
+        if len(workers) == len(old_workers) and not workers & old_workers and all(
+                requests.get(server.url + "/model", timeout=5).json()["sha256"] == sha256 for _ in range(10)):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"the workers were not replaced by ones serving {sha256[:12]}; "
+                         f"log: {server.log_text()[-3000:]}")
+
+
+def wait_for_more(ledger, count):
+    """Wait until `count` more requests than now are in `ledger`."""
+    target = len(ledger) + count
+    while len(ledger) < target:
+        time.sleep(0.05)
