@@ -160,13 +160,19 @@ def split_validation(x, y, fraction, seed):
 """
 
 MAX_DIGITS = 12
-LENGTH_WEIGHTS = np.array([1.0] * MAX_DIGITS)  # lengths 1-12 equally often
+# Lengths 1-8 (meter values, postcodes, amounts) twice as often as each of 9-12, whose lines the strip
+# squeezes to fit its width.
+LENGTH_WEIGHTS = np.array([1.0] * 8 + [0.5] * (MAX_DIGITS - 8))
 # How neighbours sit: apart (a gap), touching (ink meets in some row), crossing (pushed further).
 GAPS = {"separate": 0.4, "touching": 0.3, "overlapping": 0.3}
 SEPARATE_GAP = (1, 14)  # px at MNIST scale (a digit is ~20 px tall)
 WIDE_GAP_SHARE = 0.1  # ... and this share of gaps much wider, up to a digit's height
 OVERLAP = (1, 0.25)  # px beyond touching: 1 to this share of the narrower neighbour's width
 SIZE_JITTER = 0.15  # each digit scaled by 1 +- this
+# Each digit's own shape, so that ~22,000 training digits look like more: narrower or wider, and
+# turned a little (degrees).
+WIDTH_JITTER = 0.2
+ROTATION = 8
 BASELINE_JITTER = 3  # px up or down per digit
 SLANT = (-0.3, 0.4)  # shear of the whole line (x moves by slant * height)
 SLANT_SHARE = 0.35
@@ -196,7 +202,11 @@ def split_digits(y, validation_fraction, seed):
 
 def crop(digit):
     """A 28x28 uint8 digit -> float32 ink in [0, 1] cut to its box."""
-    ink = digit.astype(np.float32) / 255
+    return crop_ink(digit.astype(np.float32) / 255)
+
+
+def crop_ink(ink):
+    """Float32 ink cut to the box of its pixels above 0.1."""
     rows, cols = np.flatnonzero(ink.max(axis=1) > 0.1), np.flatnonzero(ink.max(axis=0) > 0.1)
     return ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
 
@@ -204,6 +214,17 @@ def crop(digit):
 def _resized(ink, factor):
     size = (max(1, round(ink.shape[1] * factor)), max(1, round(ink.shape[0] * factor)))
     return np.asarray(Image.fromarray(ink, "F").resize(size, Image.Resampling.BILINEAR))
+
+
+def _reshaped(ink, rng):
+    """A digit's ink scaled by 1 +- SIZE_JITTER, its width by a further 1 +- WIDTH_JITTER, and
+    turned by up to ROTATION degrees; cut to its box."""
+    factor = 1 + rng.uniform(-SIZE_JITTER, SIZE_JITTER)
+    size = (max(1, round(ink.shape[1] * factor * (1 + rng.uniform(-WIDTH_JITTER, WIDTH_JITTER)))),
+            max(1, round(ink.shape[0] * factor)))
+    image = Image.fromarray(ink, "F").resize(size, Image.Resampling.BILINEAR)
+    turned = np.asarray(image.rotate(rng.uniform(-ROTATION, ROTATION), Image.Resampling.BILINEAR, expand=True))
+    return np.clip(crop_ink(turned), 0, 1)
 
 
 def _touching_left(canvas, piece, top):
@@ -238,8 +259,7 @@ def mark(rng):
     for _ in range(10):
         ink = np.asarray(makers[kind](), np.float32) / 255
         if (ink > 0.3).any():
-            rows, cols = np.flatnonzero(ink.max(axis=1) > 0.1), np.flatnonzero(ink.max(axis=0) > 0.1)
-            ink = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+            ink = crop_ink(ink)
             return np.clip(_resized(ink, rng.uniform(12, 24) / max(ink.shape)), 0, 1)
     return np.ones((3, 10), np.float32)
 
@@ -247,7 +267,7 @@ def mark(rng):
 def compose(digits, rng, marks=()):
     """28x28 uint8 MNIST digits -> one float32 line of ink (white on black, [0, 1]) holding them left
     to right, spaced, sized and slanted at random; `marks` (ink) go at random places among them."""
-    pieces = [np.clip(_resized(crop(d), 1 + rng.uniform(-SIZE_JITTER, SIZE_JITTER)), 0, 1) for d in digits]
+    pieces = [_reshaped(crop(d), rng) for d in digits]
     is_mark = [False] * len(pieces)
     for ink in marks:  # apart from its neighbours: a mark touching a digit could be part of it
         at = int(rng.integers(0, len(pieces) + 1))

@@ -75,7 +75,7 @@ def make_lines(x, y, pool, count, seed, workers):
 
 Full-resolution layers are kept thin: throughput decides what a fixed training budget buys. Height
 is pooled away to 2 rows, width by 4, so each of the 64 frames sees 4 columns of the strip and, through
-the convolutions, ~60 px around them: a digit and its neighbours.
+the convolutions, ~120 px around them: a digit and its neighbours on each side.
 """
 
 
@@ -101,6 +101,10 @@ def build_model():
     x = layers.Permute((2, 1, 3))(x)
     x = layers.Reshape((sequence.FRAMES, -1))(x)
     x = layers.Conv1D(128, 5, padding="same", activation="relu")(x)
+    # Two more frame convolutions, residual, widen each frame's view to ~120 px: whether a stroke is
+    # a 1 of its own or the edge of the digit beside it shows only with both neighbours in sight.
+    for _ in range(2):
+        x = layers.Add()([x, layers.Conv1D(128, 5, padding="same", activation="relu")(x)])
     x = layers.Dropout(0.2)(x)
     logits = layers.Dense(sequence.CLASSES, name="logits")(x)
     return keras.Model(inputs, logits, name="number_reader")
@@ -276,7 +280,7 @@ def main(argv=None):
         "sha256": sha256_of(path),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": shlex.join(["python", "modelTrain/number_model.py", *argv]),
-        "architecture": "6 convolutions (BatchNorm, ReLU), 1 frame convolution, dense; CTC; no recurrent layer",
+        "architecture": "6 convolutions (BatchNorm, ReLU), 3 frame convolutions (2 residual), dense; CTC; no recurrent layer",
         "parameters": int(model.count_params()),
         "input": {"shape": [sequence.LINE_HEIGHT, sequence.LINE_WIDTH, 1], "dtype": "float32",
                   "range": [0.0, 1.0], "polarity": "white ink on black",

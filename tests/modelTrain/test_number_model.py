@@ -19,7 +19,8 @@ def test_lines_hold_their_labels_digits_as_strips(mnist):
     strips, labels = data.number_lines(x, y, np.arange(len(y)), 60, seed=5)
     assert strips.shape == (60, sequence.LINE_HEIGHT, sequence.LINE_WIDTH) and strips.dtype == np.uint8
     lengths = (labels >= 0).sum(axis=1)
-    assert lengths.min() >= 1 and lengths.max() <= data.MAX_DIGITS
+    # A few lines hold only marks that are no digit: their label is empty.
+    assert lengths.max() <= data.MAX_DIGITS and (lengths >= 1).mean() > 0.8
     assert len(set(lengths)) > 5  # lengths vary
     for strip, label, length in zip(strips, labels, lengths):
         assert (label[:length] >= 0).all() and (label[length:] == -1).all()
