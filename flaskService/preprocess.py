@@ -555,18 +555,19 @@ def _run_lengths(mask):
 
 def _run_filter(array, length, op, pad):
     """np.minimum or np.maximum (`op`) over a window of `length` centred on each element of the last
-    axis, the outside counted as `pad` (van Herk / Gil-Werman: three passes whatever the length)."""
+    axis, the outside counted as `pad`. Windows double (1, 2, 4, ...) and the last two overlap to make
+    `length`: log2(length) + 1 whole-array passes, each one vector operation."""
     if length <= 1:
         return array
     n = array.shape[-1]
-    blocks = -(-(n + length - 1) // length)
-    padded = np.full(array.shape[:-1] + (blocks * length,), pad, array.dtype)
     before = (length - 1) // 2
-    padded[..., before:before + n] = array
-    chunks = padded.reshape(array.shape[:-1] + (blocks, length))
-    prefix = op.accumulate(chunks, axis=-1).reshape(padded.shape)
-    suffix = op.accumulate(chunks[..., ::-1], axis=-1)[..., ::-1].reshape(padded.shape)
-    return op(suffix[..., :n], prefix[..., length - 1:length - 1 + n])
+    windows = np.full(array.shape[:-1] + (n + length - 1,), pad, array.dtype)
+    windows[..., before:before + n] = array
+    width = 1  # windows[..., i] is op over `width` elements from i
+    while 2 * width <= length:
+        windows = op(windows[..., :-width], windows[..., width:])
+        width *= 2
+    return op(windows[..., :n], windows[..., length - width:length - width + n])
 
 
 def _ink(difference, scale, histogram=None):
