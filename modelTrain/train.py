@@ -75,7 +75,7 @@ FEEDBACK_HELD_OUT_FRACTION = 0.2
 def mix_in_feedback(train_data, source, weight, seed):
     """The training data with the corrections from `source` added `weight` times each, and a
     description of them for the card holding the held-out share (x, y)."""
-    from modelTrain.feedback import CorrectionsError, describe_source, load_corrections, split_held_out
+    from modelTrain.corrections import CorrectionsError, describe_source, load_corrections, split_held_out
 
     try:
         x, y = load_corrections(source)
