@@ -4,7 +4,8 @@ Description: Trains the convnet the service loads, on MNIST or on a folder of di
 writes the model, its card and two plots.
 
 Run from the repository root. By default it trains our architecture and refreshes the model the
-service ships (`flaskService/`); without `--data` it downloads MNIST. The shipped model is:
+service ships (`flaskService/`, its plots in `docs/images/`); without `--data` it downloads MNIST.
+The shipped model is:
 
     python modelTrain/train.py --data ../shared/data/mnist.npz --seed 1
 
@@ -30,6 +31,10 @@ import numpy as np
 # package (flaskService.preprocess) is importable; image preprocessing has one implementation.
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
+# The shipped model goes where the service loads it; its plots go where docs/model.md shows them,
+# out of the service's image.
+SHIPPED = REPO_ROOT / "flaskService"
+DOC_IMAGES = REPO_ROOT / "docs" / "images"
 
 # Keras (and TensorFlow under it) is imported inside the functions that need it, once the
 # arguments and the data have been checked: its start-up takes seconds and writes a banner to
@@ -293,8 +298,11 @@ def parse_args(argv=None):
     parser.add_argument("--init", type=Path, metavar="MODEL",
                         help="fine-tune this model (e.g. flaskService/model.h5) instead of starting "
                         f"from scratch, at a peak learning rate of {FINE_TUNE_LEARNING_RATE}")
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "flaskService", metavar="DIR",
+    parser.add_argument("--out", type=Path, default=SHIPPED, metavar="DIR",
                         help="output folder (default: flaskService/, the shipped model)")
+    parser.add_argument("--plots", type=Path, metavar="DIR",
+                        help="folder for history.png and confusion.png (default: --out; docs/images/ "
+                        "for the shipped model)")
     return parser.parse_args(argv)
 
 
@@ -310,10 +318,12 @@ def main(argv=None):
 
 
 def run(args, command):
-    try:
-        args.out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise InputError(f"--out {args.out}: {error.strerror}") from None
+    plots = args.plots or (DOC_IMAGES if args.out.resolve() == SHIPPED else args.out)
+    for option, folder in (("--out", args.out), ("--plots", plots)):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise InputError(f"{option} {folder}: {error.strerror}") from None
 
     (x_train, y_train), (x_test, y_test), data = load_data(args.data, args.seed)
     if args.limit:
@@ -407,13 +417,13 @@ def run(args, command):
         latency=latency,
     )
     write_card(args.out / "model.json", card)
-    plot_history(history, best_epoch, args.out / "history.png")
+    plot_history(history, best_epoch, plots / "history.png")
     plot_confusion(
-        test["confusion_matrix"], args.out / "confusion.png",
+        test["confusion_matrix"], plots / "confusion.png",
         f"{args.arch} {card['version']}: test accuracy {test['accuracy']:.2%}",
     )
-    print(f"wrote {model_path} (version {card['version']}), model.json, history.png, "
-          f"confusion.png to {args.out}")
+    print(f"wrote {model_path} (version {card['version']}) and model.json to {args.out}, "
+          f"history.png and confusion.png to {plots}")
 
 
 if __name__ == "__main__":
