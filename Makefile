@@ -19,7 +19,7 @@ test: system-deps $(VENV)/.test-deps
 train: system-deps $(VENV)/.test-deps
 	$(PYTHON) modelTrain/train.py --data $(MNIST_NPZ) --seed 1
 	$(PYTHON) modelTrain/evaluate.py flaskService/model.h5 --data $(MNIST_NPZ) --rejection \
-	  --card flaskService/model.json --out flaskService/confusion.png --reliability flaskService/reliability.png
+	  --card flaskService/model.json --out docs/images/confusion.png --reliability docs/images/reliability.png
 	$(PYTHON) modelTrain/number_model.py --data $(MNIST_NPZ) --seed 1
 
 bench: system-deps $(VENV)/.test-deps $(BENCH_VENV)/.bench-deps

@@ -1,6 +1,6 @@
 """POST /feedback: a person says which digit an image really shows; the service keeps the image (its
 pixels, without metadata: image_metadata.py), the input the model saw and what the model answered,
-for retraining (modelTrain/feedback.py reads them).
+for retraining (modelTrain/corrections.py reads them).
 
 GET /feedback/export (a zip of 0/ ... 9/ image folders, the layout `train.py --data` reads) and
 DELETE /feedback/<id> are the operator's, behind ADMIN_API_KEYS (auth.py). Storage is

@@ -6,7 +6,7 @@ keeps its compressed data byte for byte and loses only its metadata segments: re
 PNG makes it 5-7 times larger, and decoding it again gives the very pixels the upload gave. Every
 other image (PNG, GIF, BMP, WebP, and a JPEG that EXIF says to rotate) is decoded, turned upright as
 preprocessing turns it, and saved as PNG, which is lossless. Either way preprocessing the stored
-image gives what the model saw, so retraining from an export (modelTrain/feedback.py) reads it right.
+image gives what the model saw, so retraining from an export (modelTrain/corrections.py) reads it right.
 
 Like preprocess.py, this is image bytes in and out: no Flask.
 """

@@ -2,7 +2,9 @@
 
 Digits (train.py, evaluate.py): MNIST or a folder of digit images as the digit model's input,
 float32 (n, 28, 28, 1) in [0, 1], white ink on black; folder images go through the service's own
-preprocess_image. Also the test split carved out of a folder that has none, and the validation split.
+preprocess_image. Also the test split carved out of a folder that has none, the validation split, the
+made-up images of the two extra classes ("not a digit", "several digits") that go beside the digits,
+and the augmenter that distorts training batches.
 
 Lines of digits (number_model.py): lines of handwriting composed on the fly from MNIST *training*
 digits, painted the ways people send them, and read back through the service's own find_ink (line
@@ -19,7 +21,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from flaskService import preprocess, sequence
 from flaskService.errors import ApiError
-from flaskService.model import NUM_CLASSES
+from flaskService.model import INPUT_SHAPE, NUM_CLASSES
 from modelTrain import synthetic
 from modelTrain.cli import InputError
 
@@ -153,6 +155,174 @@ def split_validation(x, y, fraction, seed):
     n_validation = max(1, round(len(y) * fraction))
     validation, train = order[:n_validation], order[n_validation:]
     return (x[train], y[train]), (x[validation], y[validation])
+
+
+"""
+### Beside the digits: what is not one digit (train.py)
+
+The classifier also learns to say "not a digit" and "several digits" (outlier exposure): beside
+the digits it sees letters, symbols, scribbles, shapes, hatching and noise drawn in code, and
+several of the split's own digits side by side (modelTrain/synthetic.py). The validation split
+gets its own, drawn with other seeds from its own digits.
+"""
+
+# Per digit image of the split: how many "not a digit" and "several digits" images go beside it.
+NON_DIGIT_SHARE = 0.5
+SEVERAL_DIGITS_SHARE = 0.25
+
+
+def with_rejection_classes(x, y, seed):
+    """The split's digits plus made-up images of the two extra classes, shuffled together."""
+    count = len(y)
+    non_digits = synthetic.non_digits(round(count * NON_DIGIT_SHARE), seed)
+    several = synthetic.several_digits(x, y, round(count * SEVERAL_DIGITS_SHARE), seed + 1)
+    x = np.concatenate([x, as_model_input(non_digits), as_model_input(several)])
+    y = np.concatenate([y, np.full(len(non_digits), synthetic.NOT_A_DIGIT),
+                        np.full(len(several), synthetic.SEVERAL_DIGITS)]).astype("int64")
+    order = np.random.default_rng(seed).permutation(len(y))
+    return x[order], y[order]
+
+
+def rejection_class_counts(train_labels, validation_labels):
+    """For the card: how many made-up images of each extra class the two splits hold."""
+    def count(labels, label):
+        return int((labels == label).sum())
+
+    return {"not_a_digit": {"train": count(train_labels, synthetic.NOT_A_DIGIT),
+                            "validation": count(validation_labels, synthetic.NOT_A_DIGIT),
+                            "kinds": synthetic.NON_DIGIT_KINDS},
+            "several_digits": {"train": count(train_labels, synthetic.SEVERAL_DIGITS),
+                               "validation": count(validation_labels, synthetic.SEVERAL_DIGITS)}}
+
+
+"""
+### Augmentation (train.py)
+
+Random distortions of the training batches, in the input pipeline: the model itself stays pure
+inference.
+"""
+
+# People do not write like MNIST's writers: small rotations and changes of scale, thicker and
+# thinner pens. The service centres every digit by its mass in a 20x20 box, so shifts stay small.
+ROTATION_DEGREES = 15
+ZOOM_FRACTION = 0.15
+SHIFT_PIXELS = 1.5
+# Largest share of a 3x3 maximum (thicker strokes) or minimum (thinner) blended into an image.
+STROKE_VARIATION = 0.5
+# Digits written on forms and ruled paper reach the model with what line removal leaves: a faint
+# piece of a rule across the digit, or a gap where a stroke crossed a rule that was taken out.
+# Each happens to this share of the images.
+LINE_REMNANT_SHARE = 0.08
+STROKE_GAP_SHARE = 0.08
+# Old scans and thumbnails: a digit only 8-16 pixels tall, blown up by whatever viewer was at hand.
+# The service scales its 20 px box back up, blocky or blurred: this share of the images is made
+# that coarse (its box shrunk to LOW_RESOLUTION_BOX pixels and enlarged again).
+LOW_RESOLUTION_SHARE = 0.1
+LOW_RESOLUTION_BOX = (8, 16)
+
+# What the card records of the augmentation (train.py writes it into model.json).
+AUGMENTATION = {
+    "rotation_degrees": ROTATION_DEGREES,
+    "zoom_fraction": ZOOM_FRACTION,
+    "shift_pixels": SHIFT_PIXELS,
+    "stroke_variation": STROKE_VARIATION,
+    "line_remnant_share": LINE_REMNANT_SHARE,
+    "stroke_gap_share": STROKE_GAP_SHARE,
+    "low_resolution_share": LOW_RESOLUTION_SHARE,
+    "low_resolution_box_pixels": list(LOW_RESOLUTION_BOX),
+}
+
+
+def build_augmenter(seed):
+    """Random distortions for the input pipeline, not in the model: it stays pure inference.
+
+    Rotation, zoom and shift all move the point each output pixel is read from, and the image is
+    resampled once: every resampling blurs, and the digits the service reads are sharp.
+    """
+    import keras
+    import tensorflow as tf
+
+    seed_generator = keras.random.SeedGenerator(seed)
+    height, width = INPUT_SHAPE[:2]
+    # Rotation and zoom turn about the image's centre.
+    centre = ((height - 1) / 2, (width - 1) / 2)
+    rows, columns = np.mgrid[:height, :width].astype("float32")
+    rows, columns = rows - centre[0], columns - centre[1]
+
+    def uniform(shape, limit):
+        return keras.random.uniform(shape, -limit, limit, seed=seed_generator)
+
+    def source_points(n):
+        """(n, height, width, 2): where each output pixel comes from, as (row, column)."""
+        angle = uniform((n, 1, 1), np.radians(ROTATION_DEGREES))
+        scale = 1 + uniform((n, 1, 1), ZOOM_FRACTION)
+        y, x = rows / scale, columns / scale
+        turned = tf.stack([tf.cos(angle) * y - tf.sin(angle) * x + centre[0],
+                           tf.sin(angle) * y + tf.cos(angle) * x + centre[1]], axis=-1)
+        return turned + uniform((n, 1, 1, 2), SHIFT_PIXELS)
+
+    def resample(images, points):
+        """Bilinear interpolation of each image at its points; black outside the image."""
+        n = tf.shape(images)[0]
+        corner = tf.floor(points)
+        weight_y, weight_x = tf.unstack(tf.reshape(points - corner, (n, -1, 2)), axis=-1)
+        pixels = tf.reshape(images, (n, -1))
+
+        def at(dy, dx):  # the pixel dy rows down and dx columns right of each point's corner
+            y, x = tf.unstack(tf.reshape(corner + [dy, dx], (n, -1, 2)), axis=-1)
+            inside = (y >= 0) & (y < height) & (x >= 0) & (x < width)
+            index = tf.clip_by_value(y, 0, height - 1) * width + tf.clip_by_value(x, 0, width - 1)
+            return tf.where(inside, tf.gather(pixels, tf.cast(index, "int32"), batch_dims=1), 0.0)
+
+        top = (1 - weight_x) * at(0, 0) + weight_x * at(0, 1)
+        bottom = (1 - weight_x) * at(1, 0) + weight_x * at(1, 1)
+        return tf.reshape((1 - weight_y) * top + weight_y * bottom, tf.shape(images))
+
+    def between(shape, low, high):
+        return keras.random.uniform(shape, low, high, seed=seed_generator)
+
+    row_index, column_index = (tf.constant(grid[None, :, :, None]) for grid in np.mgrid[:height, :width].astype("float32"))
+
+    def line_remnants(images):
+        """A one-pixel line, horizontal or vertical, across part of some images; a gap of the same
+        shape cut through others."""
+        n = tf.shape(images)[0]
+        horizontal = between((n, 1, 1, 1), 0, 1) < 0.5
+        across = tf.where(horizontal, row_index, column_index)
+        along = tf.where(horizontal, column_index, row_index)
+        start = between((n, 1, 1, 1), 0, width / 2)
+        on_line = ((tf.abs(across - between((n, 1, 1, 1), 4, height - 4)) < 0.5)
+                   & (along >= start) & (along < start + between((n, 1, 1, 1), width / 3, width)))
+        kind = between((n, 1, 1, 1), 0, 1)
+        remnant = on_line & (kind < LINE_REMNANT_SHARE)
+        gap = on_line & (kind >= LINE_REMNANT_SHARE) & (kind < LINE_REMNANT_SHARE + STROKE_GAP_SHARE)
+        images = tf.where(remnant, tf.maximum(images, between((n, 1, 1, 1), 0.3, 1)), images)
+        return tf.where(gap, 0.0, images)
+
+    def low_resolution(images):
+        """Some images shrunk to a coarse grid (one size per batch) and enlarged again, half of
+        them blocky (nearest neighbour), half blurred (bilinear)."""
+        n = tf.shape(images)[0]
+        box = between((), *LOW_RESOLUTION_BOX)
+        side = tf.cast(tf.round(box * height / 20), "int32")  # the 20 px box at `box` px: the image at `side`
+        small = tf.image.resize(images, (side, side), method="area")
+        blocky = tf.image.resize(small, (height, width), method="nearest")
+        blurred = tf.image.resize(small, (height, width), method="bilinear")
+        kind = between((n, 1, 1, 1), 0, 1)
+        coarse = tf.where(kind < LOW_RESOLUTION_SHARE / 2, blocky, blurred)
+        return tf.where(kind < LOW_RESOLUTION_SHARE, coarse, images)
+
+    def augment(images):
+        n = tf.shape(images)[0]
+        images = resample(images, source_points(n))
+        thicker = tf.nn.max_pool2d(images, 3, 1, "SAME")
+        thinner = -tf.nn.max_pool2d(-images, 3, 1, "SAME")
+        stroke = uniform((n, 1, 1, 1), STROKE_VARIATION)
+        images = (images + tf.nn.relu(stroke) * (thicker - images)
+                  + tf.nn.relu(-stroke) * (thinner - images))
+        return low_resolution(line_remnants(images))
+
+    return augment
 
 
 """

@@ -3,7 +3,7 @@ Title: Evaluate the number reader (POST /read) against Tesseract
 Description: Whole-number exact match per kind, length and style, per-digit accuracy and CPU time
 of the number reader (flaskService.sequence with the number model) on handwritten numbers composed
 from MNIST *test* digits (modelTrain/evalsets/numbers.py), with Tesseract OCR reading the same
-images in the same run. Writes the card flaskService/number.json.
+images in the same run. Writes the card modelTrain/cards/number.json.
 
 Run from the repository root:
 
@@ -37,7 +37,7 @@ from flaskService.config import SETTINGS  # noqa: E402
 from flaskService.predictor import Predictor  # noqa: E402
 from modelTrain.evalsets.numbers import KINDS, evaluation_set  # noqa: E402
 
-CARD = REPO_ROOT / "flaskService" / "number.json"
+CARD = REPO_ROOT / "modelTrain" / "cards" / "number.json"
 TESSERACT = ["tesseract", "stdin", "stdout", "--psm", "7", "-c", "tessedit_char_whitelist=0123456789"]
 TIMING_LENGTH = 4  # CPU time is reported for numbers of this many digits
 TARGETS = {"separate": 0.98, "touching": 0.95, "overlapping": 0.95, "per_digit": 0.995, "ms_per_4_digits": 5.0}

@@ -25,6 +25,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
 MODEL_PATH = ROOT / "flaskService" / "model.h5"
 NUMBER_MODEL_PATH = ROOT / "flaskService" / "number_model.h5"
+# What training writes beside the service: evaluation cards, and the plots the docs show.
+NUMBER_CARD_PATH = ROOT / "modelTrain" / "cards" / "number.json"
+DOC_IMAGES = ROOT / "docs" / "images"
 
 
 def assert_error(response, status, code=None):

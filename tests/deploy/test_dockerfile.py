@@ -80,3 +80,16 @@ def test_final_stage_installs_only_the_serving_requirements():
     names = [stage.split("\n", 1)[0] for stage in stages]
     assert [n.split(" AS ")[-1] for n in names[:-1]] == ["serving-venv", "convert"]
     assert "requirements-train.txt" in stages[1] and "requirements-train.txt" not in stages[0] + stages[2]
+
+
+def test_image_ships_no_plot_and_no_evaluation_card():
+    """What the image copies from flaskService/ is what serving reads: no plot (.png; the docs show
+    them from docs/images/) and no evaluation card (modelTrain/cards/); a JSON file in it is the card
+    of the model file beside it (GET /model serves model.json)."""
+    copied = [args.split()[0] for name, args in instructions() if name == "COPY" and not args.startswith("--from")]
+    assert copied == ["flaskService/"]
+    files = [path for path in (ROOT / "flaskService").rglob("*") if path.is_file() and "__pycache__" not in path.parts]
+    evaluation_cards = {path.name for path in (ROOT / "modelTrain" / "cards").glob("*.json")}
+    assert evaluation_cards
+    assert [path.name for path in files if path.suffix == ".png" or path.name in evaluation_cards] == []
+    assert [path.name for path in files if path.suffix == ".json" and not path.with_suffix(".h5").is_file()] == []

@@ -35,7 +35,7 @@ def relative_links(path):
 
 
 def test_the_figures_are_the_cards():
-    """Every marked block is what docs/figures.py writes from flaskService/model.json and number.json."""
+    """Every marked block is what docs/figures.py writes from flaskService/model.json and modelTrain/cards/number.json."""
     cards = figures.load_cards()
     stale = [str(path.relative_to(ROOT)) for path in figures.docs()
              if figures.render(path.read_text(), cards) != path.read_text()]

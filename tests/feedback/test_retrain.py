@@ -1,4 +1,4 @@
-"""Retraining on corrections: modelTrain/feedback.py reads the service's database and its export
+"""Retraining on corrections: modelTrain/corrections.py reads the service's database and its export
 alike, and corrections of a style the shipped model misreads fix that style once train.py
 fine-tunes on them (--init --feedback)."""
 import base64
@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw
 from flaskService import create_app
 from flaskService.predictor import Predictor
 from flaskService.preprocess import preprocess_image
-from modelTrain.feedback import CorrectionsError, load_corrections
+from modelTrain.corrections import CorrectionsError, load_corrections
 from tests.helpers import MODEL_PATH, ROOT, image_bytes
 
 CORRECTIONS = 150  # slashed zeros made from MNIST *training* zeros, sent through POST /feedback

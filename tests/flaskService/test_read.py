@@ -15,7 +15,7 @@ from modelTrain.evalsets.renders import STYLES
 from tests.helpers import assert_error, image_bytes, seed_requests
 
 # Numbers read through the real server: each kind in every style, 2-5 digits. The figures the
-# reader reaches on the full evaluation set are in flaskService/number.json (evaluate_numbers.py).
+# reader reaches on the full evaluation set are in modelTrain/cards/number.json (evaluate_numbers.py).
 PER_KIND = 36
 # The shipped number model reads these 36 per kind as: separate 35, touching 28, overlapping 27,
 # uneven 35, slant 33. The floors are about two numbers below, for float differences between machines.

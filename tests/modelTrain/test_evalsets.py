@@ -3,7 +3,7 @@ the images the cards were measured on.
 
 The digests below are the sets' outputs before they moved out of tests/ (main d2102d1, where they
 were tests/renders.py, tests/numbers.py and tests/nondigits.py): flaskService/model.json and
-number.json hold figures measured on these images. Like test_preprocess_identical.py's digest they
+modelTrain/cards/number.json hold figures measured on these images. Like test_preprocess_identical.py's digest they
 depend on the pinned Pillow and numpy and on the fonts and data Debian installs.
 """
 import ast

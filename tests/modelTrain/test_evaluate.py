@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import MODEL_PATH
+from tests.helpers import DOC_IMAGES, MODEL_PATH
 
-SHIPPED = MODEL_PATH.parent  # the model we ship, with its card and plots beside it
+SHIPPED = MODEL_PATH.parent  # the model we ship, with its card beside it (its plots: DOC_IMAGES)
 
 
 def test_evaluate_prints_table_and_writes_confusion(small_run, mnist_npz, run, tmp_path):
@@ -67,7 +67,7 @@ def test_shipped_card_matches_model_file(shipped_card):
     assert shipped_card["data"]["train"] + shipped_card["data"]["validation"] == 24345
     assert shipped_card["training"]["augmentation"] is not None
     for plot in ("history.png", "confusion.png"):
-        with Image.open(SHIPPED / plot) as image:
+        with Image.open(DOC_IMAGES / plot) as image:
             assert image.format == "PNG"
 
 

@@ -2,7 +2,7 @@
 import json
 
 from modelTrain.evalsets.numbers import KINDS
-from tests.helpers import NUMBER_MODEL_PATH
+from tests.helpers import NUMBER_CARD_PATH, NUMBER_MODEL_PATH
 
 
 def test_evaluate_numbers_prints_the_table_and_writes_the_card(run, mnist_npz, tmp_path):
@@ -23,9 +23,9 @@ def test_evaluate_numbers_prints_the_table_and_writes_the_card(run, mnist_npz, t
 
 
 def test_the_shipped_card_matches_the_shipped_model():
-    """flaskService/number.json was measured with the models that ship beside it."""
+    """modelTrain/cards/number.json was measured with the models that ship beside it."""
     import hashlib
 
-    card = json.loads((NUMBER_MODEL_PATH.parent / "number.json").read_text())
+    card = json.loads(NUMBER_CARD_PATH.read_text())
     assert card["number_model"]["sha256"] == hashlib.sha256(NUMBER_MODEL_PATH.read_bytes()).hexdigest()
     assert card["data"]["split"] == "test" and card["data"]["numbers"] >= 1000

@@ -104,7 +104,8 @@ def test_seed_architecture_is_the_original():
 
 def test_default_architecture_fits_the_budget():
     """Our network keeps MNIST's input and a 12-way softmax within ~3M multiply-adds per image."""
-    from modelTrain.train import ARCHITECTURES, multiply_adds
+    from modelTrain.card import multiply_adds
+    from modelTrain.train import ARCHITECTURES
 
     model = ARCHITECTURES["compact"]()
     assert model.input_shape == (None, 28, 28, 1) and model.output_shape == (None, 12)
@@ -115,7 +116,7 @@ def test_default_architecture_fits_the_budget():
 def test_augmenter_is_seeded_and_keeps_the_input_contract(mnist):
     """Augmented digits keep the model's input shape and [0, 1] range, are really distorted, and
     one seed gives one sequence of distortions."""
-    from modelTrain.train import build_augmenter
+    from modelTrain.data import build_augmenter
 
     x = mnist["x_train"][:64].astype("float32")[..., np.newaxis] / 255
     first, again = (build_augmenter(seed=7)(x).numpy() for _ in range(2))

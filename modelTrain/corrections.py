@@ -1,6 +1,7 @@
 """
 Title: Corrections from the service, as training data
-Description: The digits people corrected through POST /feedback, loaded for `train.py --feedback`.
+Description: The digits people corrected through POST /feedback, loaded for `train.py --feedback`
+and mixed into its training data.
 
 A source is either the service's database, named by the same URL the service uses (FEEDBACK_DB:
 `sqlite:///...` or `postgresql://...`), or what GET /feedback/export returned: the zip, or the folder
@@ -21,8 +22,12 @@ from flaskService.config import from_environment
 from flaskService.feedback_store import INPUT_DTYPE, FeedbackStore, StoreUnavailable, describe
 from flaskService.model import INPUT_SHAPE, NUM_CLASSES
 from flaskService.preprocess import preprocess_image
+from modelTrain.cli import InputError
 
 DATABASE_SCHEMES = ("sqlite:", "postgresql:", "postgresql+psycopg:", "postgres:")
+# Share of the corrections held out, so that the card says how well the new model reads
+# corrections it never trained on.
+HELD_OUT_FRACTION = 0.2
 
 
 class CorrectionsError(Exception):
@@ -104,3 +109,18 @@ def describe_source(source):
 
         return sa.make_url(source).render_as_string(hide_password=True)
     return source
+
+
+def mix_in(train_data, source, weight, seed):
+    """The training data with the corrections from `source` added `weight` times each (they are few,
+    and exactly the digits the model got wrong), and a description of them for the card holding the
+    held-out share (x, y)."""
+    try:
+        x, y = load_corrections(source)
+    except CorrectionsError as error:
+        raise InputError(str(error)) from None
+    (x_used, y_used), held_out = split_held_out(x, y, HELD_OUT_FRACTION, seed)
+    mixed = (np.concatenate([train_data[0], np.repeat(x_used, weight, axis=0)]),
+             np.concatenate([train_data[1], np.repeat(y_used, weight)]))
+    return mixed, {"source": describe_source(source), "corrections": len(y), "trained_on": len(y_used),
+                   "weight": weight, "held_out": held_out}
