@@ -46,11 +46,12 @@ $(VENV)/.test-deps: requirements.txt requirements-train.txt requirements-test.tx
 # Debian packages the tests drive for real: Chromium (the page), nginx (the load balancer), wrk
 # (bench), PostgreSQL (the feedback store; tests start their own server), and Podman with what it
 # needs here (runc; netavark, aardvark-dns and iptables for compose's networks, names and published
-# ports) plus debootstrap, which builds the stand-ins for upstream images (tests/containers/engine.py);
-# Tesseract, which modelTrain/evaluate_numbers.py measures the number reader against; Debian's
-# venv module (its python3 splits it out) and CA certificates (the Python stand-in image copies them);
-# and data: fonts that training sets letters in (DejaVu, URW) and others only the evaluation uses
-# (Liberation, FreeFont, Comic Neue), and Fashion-MNIST, which only the evaluation uses.
+# ports) plus debootstrap, which builds the stand-ins for upstream images
+# (tests/dockerFlaskService/containers/engine.py); Tesseract, which modelTrain/evaluate_numbers.py
+# measures the number reader against; Debian's venv module (its python3 splits it out) and CA
+# certificates (the Python stand-in image copies them); and data: fonts that training sets letters
+# in (DejaVu, URW) and others only the evaluation uses (Liberation, FreeFont, Comic Neue), and
+# Fashion-MNIST, which only the evaluation uses.
 SYSTEM_PACKAGES := chromium nginx wrk postgresql podman runc netavark aardvark-dns iptables debootstrap gettext-base tesseract-ocr \
 	python3-venv ca-certificates \
 	fonts-dejavu-core fonts-dejavu-extra fonts-urw-base35 fonts-liberation fonts-freefont-ttf fonts-comic-neue dataset-fashion-mnist

@@ -52,7 +52,8 @@ timeout = 30  # a request takes milliseconds; 30 s means a stuck worker, which i
 graceful_timeout = 20  # on SIGTERM, in-flight requests get this long to finish
 # Recycling, so a slow leak cannot grow forever, rarely enough not to cost speed (a worker reloads
 # the model): a million requests, or memory grown past GUNICORN_MAX_GROWTH_MB, which under a memory
-# limit must fit what the limit leaves (compose and k8s set it; tests/deploy/test_memory.py checks).
+# limit must fit what the limit leaves (compose and k8s set it;
+# tests/dockerFlaskService/test_memory.py checks).
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "1000000"))
 max_requests_jitter = max_requests // 10
 BalancedWorker.max_growth_mb = int(os.environ.get("GUNICORN_MAX_GROWTH_MB", "256"))

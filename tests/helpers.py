@@ -19,7 +19,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from modelTrain.evalsets.renders import image_bytes  # noqa: F401  (the tests import it from here)
-from tests.containers.engine import NGINX_IMAGE, PODMAN, environment
+from tests.dockerFlaskService.containers.engine import NGINX_IMAGE, PODMAN, environment
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"

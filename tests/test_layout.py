@@ -1,6 +1,6 @@
 """The test tree's layout: conftest.py files hold fixtures, helpers live in plain modules the tests
-import (tests/helpers.py, or a folder's own module such as tests/hostile/load.py), and no module
-under tests/ imports a test module or a conftest.py (pytest finds fixtures without imports)."""
+import (tests/helpers.py, or a folder's own module such as tests/flaskService/hostile/load.py), and
+no module under tests/ imports a test module or a conftest.py (pytest finds fixtures without imports)."""
 import ast
 
 from tests.helpers import ROOT
@@ -9,7 +9,8 @@ TESTS = ROOT / "tests"
 
 
 def module_name(path, root=ROOT):
-    """tests/e2e/test_page.py -> tests.e2e.test_page; a package's __init__.py -> the package."""
+    """tests/flaskService/page/test_page.py -> tests.flaskService.page.test_page; a package's
+    __init__.py -> the package."""
     parts = path.relative_to(root).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 

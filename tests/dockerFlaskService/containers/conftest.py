@@ -2,8 +2,8 @@
 the way compose runs them."""
 import pytest
 
-from tests.containers.engine import PYTHON_IMAGE, podman, stand_in
-from tests.containers.image import APP_IMAGE, DOCKERFILE, Container
+from tests.dockerFlaskService.containers.engine import PYTHON_IMAGE, podman, stand_in
+from tests.dockerFlaskService.containers.image import APP_IMAGE, DOCKERFILE, Container
 from tests.helpers import ROOT
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.containers.engine import PYTHON_IMAGE, podman
-from tests.containers.image import DOCKERFILE, SEED_CANVAS, post_seed_canvas
+from tests.dockerFlaskService.containers.engine import PYTHON_IMAGE, podman
+from tests.dockerFlaskService.containers.image import DOCKERFILE, SEED_CANVAS, post_seed_canvas
 from tests.helpers import COMPOSE, MODEL_PATH, NUMBER_MODEL_PATH, SHARED_DATA, child_pids, compose_config
 
 # The first test builds the python stand-in and the image (pip downloads TensorFlow): minutes.

@@ -5,7 +5,7 @@ import uuid
 
 import requests
 
-from tests.containers.engine import podman
+from tests.dockerFlaskService.containers.engine import podman
 from tests.helpers import ROOT, SHARED_DATA, free_port
 
 DOCKERFILE = ROOT / "dockerFlaskService" / "Dockerfile"

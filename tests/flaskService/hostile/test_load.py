@@ -2,7 +2,7 @@
 import pytest
 import requests
 
-from tests.hostile import corpus, load
+from tests.flaskService.hostile import corpus, load
 
 REQUESTS = 2100
 

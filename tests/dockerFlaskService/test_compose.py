@@ -37,7 +37,8 @@ def test_app_service_is_replicated_hardened_and_drained():
     assert app["deploy"]["replicas"] >= 2
     assert app["read_only"] is True and any(t.startswith("/tmp") for t in app["tmpfs"])
     assert app["cap_drop"] == ["ALL"]
-    # The image serves without TensorFlow: ~150 MB starting or serving (tests/containers measures it).
+    # The image serves without TensorFlow: ~150 MB starting or serving
+    # (tests/dockerFlaskService/containers measures it).
     assert int(app["deploy"]["resources"]["limits"]["memory"]) >= 256 * 2**20
     assert seconds(app["stop_grace_period"]) > GRACEFUL_TIMEOUT
     assert app["restart"] == "unless-stopped"
@@ -73,7 +74,7 @@ def test_monitoring_listens_only_on_this_machine_unless_told():
 
 def test_grafana_has_no_default_admin_password():
     """Without GRAFANA_ADMIN_PASSWORD the profile's check fails (and Grafana, which waits for it,
-    is not started); tests/containers runs that check for real."""
+    is not started); tests/dockerFlaskService/containers runs that check for real."""
     services = compose_config(COMPOSE, "--profile", "monitoring")["services"]
     assert services["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"] == ""
     assert services["grafana"]["depends_on"]["grafana-password"]["condition"] == "service_completed_successfully"

@@ -57,7 +57,8 @@ def test_service_and_autoscaler_point_at_the_deployment():
 
 
 def test_deployment_resources_match_compose():
-    """One measured figure for both: tests/containers checks the image's peak memory against it."""
+    """One measured figure for both: tests/dockerFlaskService/containers checks the image's peak
+    memory against it."""
     from tests.helpers import COMPOSE, compose_config
 
     container = resources()["Deployment"]["spec"]["template"]["spec"]["containers"][0]

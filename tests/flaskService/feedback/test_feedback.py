@@ -174,7 +174,9 @@ def test_the_cap_refuses_new_corrections_with_507_until_some_are_deleted(databas
     assert len(stored_rows(database)) == 2
 
 
-def test_corrections_older_than_the_retention_are_deleted(database, make_client, digits):
+def one_expired(database, make_client, digits):
+    """A client keeping corrections 30 days, and the ids of the two it stored (the first two
+    digits): `old`, dated back 31 days, and `new`."""
     client = make_client(database, FEEDBACK_RETENTION_DAYS=30)
     old, new = (client.post("/feedback", json={"image": base64.b64encode(png).decode(), "label": label}).json["id"]
                 for png, label in digits[:2])
@@ -183,6 +185,11 @@ def test_corrections_older_than_the_retention_are_deleted(database, make_client,
         connection.execute(corrections.update().where(corrections.c.id == old).values(
             created_at=datetime.now(timezone.utc) - timedelta(days=31)))
     engine.dispose()
+    return client, old, new
+
+
+def test_corrections_older_than_the_retention_are_deleted(database, make_client, digits):
+    client, old, new = one_expired(database, make_client, digits)
     png, label = digits[2]
     client.post("/feedback", json={"image": base64.b64encode(png).decode(), "label": label})
     assert [row.id for row in stored_rows(database)] == [new, new + 1]
@@ -191,14 +198,7 @@ def test_corrections_older_than_the_retention_are_deleted(database, make_client,
 def test_an_expired_correction_is_never_read_even_with_no_correction_since(database, make_client, digits):
     """Retention holds on reading too: export, its manifest and delete leave out a correction that
     expired after the last one was added, and the export deletes it for good."""
-    client = make_client(database, FEEDBACK_RETENTION_DAYS=30)
-    old, new = (client.post("/feedback", json={"image": base64.b64encode(png).decode(), "label": label}).json["id"]
-                for png, label in digits[:2])
-    engine = engine_for(database)
-    with engine.begin() as connection:
-        connection.execute(corrections.update().where(corrections.c.id == old).values(
-            created_at=datetime.now(timezone.utc) - timedelta(days=31)))
-    engine.dispose()
+    client, old, new = one_expired(database, make_client, digits)
     archive = zipfile.ZipFile(io.BytesIO(client.get("/feedback/export", headers=ADMIN).data))
     images = [name for name in archive.namelist() if not name.endswith("/") and name != "feedback.csv"]
     assert images == [f"{digits[1][1]}/{new}.png"]

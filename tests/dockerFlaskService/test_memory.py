@@ -10,8 +10,8 @@ import yaml
 from tests.helpers import COMPOSE, ROOT, compose_config
 
 DEPLOYMENT = ROOT / "dockerFlaskService" / "k8s" / "deployment.yaml"
-# gunicorn and its one worker when serving: tests/containers/test_image.py measures about 150 MiB
-# (peak RSS of both); rounded up.
+# gunicorn and its one worker when serving: tests/dockerFlaskService/containers/test_image.py
+# measures about 150 MiB (peak RSS of both); rounded up.
 BASELINE_MIB = 160
 # Left over after baseline, recycling threshold and a full /tmp: one request's own peak, and what
 # the worker grows in the second between two recycling checks (flaskService/worker.py).

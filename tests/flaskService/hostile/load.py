@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import requests
 
-from tests.hostile import corpus
+from tests.flaskService.hostile import corpus
 
 CONCURRENCY = 16
 

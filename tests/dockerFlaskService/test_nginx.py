@@ -17,7 +17,7 @@ import requests
 
 from flaskService.config import SETTINGS
 from flaskService.preprocess import preprocess_image
-from tests.containers.engine import NGINX_IMAGE, PODMAN, environment, stand_in
+from tests.dockerFlaskService.containers.engine import NGINX_IMAGE, PODMAN, environment, stand_in
 from tests.helpers import ROOT, TEMPLATE, UNLIMITED, Nginx, Server, assert_error, free_port, image_bytes, render
 
 MAX_CONTENT_LENGTH = SETTINGS["MAX_CONTENT_LENGTH"][0]

@@ -6,8 +6,8 @@ import pytest
 import requests
 
 from flaskService.preprocess import preprocess_image
-from tests.hostile import corpus
-from tests.hostile.client import post
+from tests.flaskService.hostile import corpus
+from tests.flaskService.hostile.client import post
 
 
 def post_image(service, data, content_type):

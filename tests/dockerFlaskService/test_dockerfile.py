@@ -1,5 +1,6 @@
 """The image (dockerFlaskService/Dockerfile), read: lint-clean, portable to older builders, and
-consistent with compose and Kubernetes. tests/containers builds it and runs it for real."""
+consistent with compose and Kubernetes. tests/dockerFlaskService/containers builds it and runs it
+for real."""
 import json
 import re
 import subprocess

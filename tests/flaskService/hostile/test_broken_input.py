@@ -8,8 +8,8 @@ import pytest
 import requests
 
 from tests.helpers import assert_error
-from tests.hostile import corpus
-from tests.hostile.client import post
+from tests.flaskService.hostile import corpus
+from tests.flaskService.hostile.client import post
 
 MIB = 1024 * 1024
 

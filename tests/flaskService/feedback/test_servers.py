@@ -17,7 +17,7 @@ from flaskService.model import sha256_of
 from flaskService.predictor import Predictor
 from flaskService.preprocess import preprocess_image
 from tests.helpers import MODEL_PATH, SHARED_DATA, assert_error, free_port, image_bytes
-from tests.hostile import load
+from tests.flaskService.hostile import load
 
 
 def correction(png, label):

@@ -191,6 +191,6 @@ def stand_in(name):
     return name
 
 
-if __name__ == "__main__":  # build them all ahead: python -m tests.containers.engine
+if __name__ == "__main__":  # build them all ahead: python -m tests.dockerFlaskService.containers.engine
     for image in STAND_INS:
         print(stand_in(image), flush=True)
