@@ -9,7 +9,7 @@ matplotlib.use("Agg")  # Files only: no display on servers and in CI.
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from flaskService.model import NUM_CLASSES  # noqa: E402
+from flaskService.digits.model import NUM_CLASSES  # noqa: E402
 from modelTrain.data import DIGITS  # noqa: E402
 
 

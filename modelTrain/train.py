@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 # Run as `python modelTrain/train.py`: put the repository root on the path so that the service's
-# package (flaskService.preprocess) is importable; image preprocessing has one implementation.
+# package (flaskService.digits.preprocess) is importable; image preprocessing has one implementation.
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
@@ -40,8 +40,8 @@ sys.path.insert(0, str(REPO_ROOT))
 # stderr, and a mistyped option should fail at once with one line.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from flaskService.model import INPUT_SHAPE, NUM_CLASSES, sha256_of  # noqa: E402  (the service's contract)
-from flaskService.predictor import to_tflite  # noqa: E402  (the conversion the service serves)
+from flaskService.digits.model import INPUT_SHAPE, NUM_CLASSES, sha256_of  # noqa: E402  (the service's contract)
+from flaskService.digits.predictor import to_tflite  # noqa: E402  (the conversion the service serves)
 from modelTrain import synthetic  # noqa: E402  (what is not one digit: the two extra classes)
 from modelTrain.card import evaluate, plot_confusion, plot_history  # noqa: E402  (shared with evaluate.py)
 from modelTrain.cli import ArgumentParser, InputError, non_negative_int, positive_int  # noqa: E402
@@ -464,7 +464,7 @@ INPUT_CONTRACT = {
     "range": [0.0, 1.0],
     "polarity": "white ink on black",
     "centring": "MNIST: digit scaled to fit a 20x20 box, centred by its centre of mass in 28x28",
-    "from_image_bytes": "flaskService.preprocess.preprocess_image",
+    "from_image_bytes": "flaskService.digits.preprocess.preprocess_image",
 }
 OUTPUT_CONTRACT = {
     "shape": [synthetic.CLASSES],
@@ -571,7 +571,7 @@ def run(args, command):
     keras.utils.set_random_seed(args.seed)
     tf.config.experimental.enable_op_determinism()
     if args.init:
-        from flaskService.model import ModelLoadError, load_model
+        from flaskService.digits.model import ModelLoadError, load_model
 
         try:
             model = load_model(args.init)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import requests
 
-from flaskService.preprocess import preprocess_image
+from flaskService.digits.preprocess import preprocess_image
 from tests.hostile import corpus
 from tests.hostile.client import post
 
