@@ -10,9 +10,9 @@ import numpy as np
 from flask import Flask, request
 from PIL import Image
 
-from flaskService import Readiness
+from flaskService.app import Readiness
 from flaskService.config import from_environment
-from flaskService.model import load_model
+from flaskService.digits.model import load_model
 
 
 def create_app():

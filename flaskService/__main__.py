@@ -1,4 +1,4 @@
-"""`python -m flaskService convert MODEL.h5`: the service's command line (flaskService.predictor.main)."""
-from flaskService.predictor import main
+"""`python -m flaskService convert MODEL.h5`: the service's command line (flaskService.digits.predictor.main)."""
+from flaskService.digits.predictor import main
 
 main()

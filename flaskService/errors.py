@@ -1,7 +1,8 @@
 """One error type for the API and one handler that turns every error into the same JSON shape.
 
-Every error the service answers with, whether raised by our code (`ApiError`), by Werkzeug (404,
-405, 413, ...) or by a bug (500), leaves as::
+Every error the service answers with, whether raised by the image core (`ImageError`), by the HTTP
+layer (`ApiError`, an `ImageError` that may carry headers), by Werkzeug (404, 405, 413, ...) or by a
+bug (500), leaves as::
 
     {"error": "<message a person understands>", "code": "<machine reason>", "status": N}
 """
@@ -11,18 +12,18 @@ from flask import g, jsonify
 from gunicorn.http.errors import ParseException as BodyParseError
 from werkzeug.exceptions import HTTPException
 
+from .digits.errors import ImageError
+
 log = logging.getLogger(__name__)
 
 
-class ApiError(Exception):
+class ApiError(ImageError):
     """An error a client caused (or, for 503, should retry): carries status, code, message and any
-    headers the status calls for (WWW-Authenticate on 401, ...)."""
+    headers the status calls for (WWW-Authenticate on 401, ...). A subclass of the image core's
+    `ImageError`, so one handler answers both."""
 
     def __init__(self, status, code, message, headers=None):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
+        super().__init__(status, code, message)
         self.headers = headers or {}
 
 
@@ -45,7 +46,7 @@ def error_body(status, code, message):
 
 
 def _api_error(e):
-    return error_body(e.status, e.code, e.message), e.status, e.headers
+    return error_body(e.status, e.code, e.message), e.status, getattr(e, "headers", {})
 
 
 def _http_error(e):
@@ -75,7 +76,7 @@ def _unhandled(e):
 
 
 def register(app):
-    app.register_error_handler(ApiError, _api_error)
+    app.register_error_handler(ImageError, _api_error)  # ApiError too: a subclass
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(BodyParseError, _malformed_body)
     app.register_error_handler(Exception, _unhandled)

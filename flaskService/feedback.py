@@ -16,12 +16,14 @@ from datetime import datetime, timezone
 from flask import Blueprint, Response, current_app, request, stream_with_context
 from werkzeug.exceptions import HTTPException
 
-from . import metrics, payload, preprocess
+from . import metrics, payload
+from .digits import preprocess
+from .digits.errors import ImageError
+from .digits.image_metadata import without_metadata
+from .digits.model import NUM_CLASSES
 from .errors import ApiError
 from .feedback_store import INPUT_DTYPE, FeedbackStore, StoreFull, StoreUnavailable, TooLarge
-from .image_metadata import without_metadata
 from .logs import SANE_ID
-from .model import NUM_CLASSES
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +55,8 @@ def register(app):
 def submit():
     try:
         stored = _store_correction(current_app.config)
-    except (ApiError, HTTPException) as e:
-        status = e.status if isinstance(e, ApiError) else e.code
+    except (ImageError, HTTPException) as e:
+        status = e.status if isinstance(e, ImageError) else e.code
         metrics.FEEDBACK.labels({503: "unavailable", 507: "full", 404: "disabled"}.get(status, "rejected")).inc()
         raise
     metrics.FEEDBACK.labels("stored").inc()

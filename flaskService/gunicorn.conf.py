@@ -73,7 +73,7 @@ def on_starting(server):
     """Fail fast, before any worker starts, with one clear line instead of a traceback per worker."""
     from flaskService import rollout
     from flaskService.config import ConfigError, from_environment
-    from flaskService.model import ModelLoadError
+    from flaskService.digits.model import ModelLoadError
 
     try:
         settings = from_environment()
@@ -94,7 +94,7 @@ def on_reload(server):
     Nothing raised here may escape: gunicorn's master would exit."""
     from flaskService import rollout
     from flaskService.config import ConfigError, from_environment
-    from flaskService.model import ModelLoadError
+    from flaskService.digits.model import ModelLoadError
 
     try:
         settings = from_environment()

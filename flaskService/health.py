@@ -1,7 +1,7 @@
 """Liveness, readiness and the model card: what load balancers and operators ask the service."""
 from flask import Blueprint, current_app
 
-from .model import NUM_CLASSES
+from .digits.model import NUM_CLASSES
 
 bp = Blueprint("health", __name__)
 

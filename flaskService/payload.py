@@ -12,7 +12,9 @@ import orjson
 from PIL import Image
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from . import deadline, preprocess
+from . import deadline
+from .digits import preprocess
+from .digits.errors import ImageError
 from .errors import ApiError
 
 IMAGE_TYPES = {"image/png", "image/jpeg", "image/jpg", "image/gif", "image/bmp", "image/x-ms-bmp", "image/webp"}
@@ -29,7 +31,7 @@ class Payload:
 
 
 def read(request, max_images, max_pixels, max_request_pixels):
-    """Parse `request` into a Payload, or raise ApiError saying what is wrong with it."""
+    """Parse `request` into a Payload, or raise ApiError (ImageError, from the core) saying what is wrong with it."""
     raw = request.args.get("preprocess", "auto")
     if raw not in ("auto", "none"):
         raise ApiError(400, "invalid_parameter", "preprocess must be 'auto' or 'none'.")
@@ -42,7 +44,7 @@ def read(request, max_images, max_pixels, max_request_pixels):
         try:
             batch = preprocess.pixel_batch(items)
             return Payload(batch if skip else preprocess.centre_batch(batch), True)
-        except ApiError:
+        except ImageError:
             pass  # one array is at fault: the image-by-image path below says which
     return Payload(each_image(items, lambda item: _to_array(item, skip, max_pixels)), True)
 
@@ -117,7 +119,7 @@ def each_item(items, convert):
         deadline.check()
         try:
             converted.append(convert(item))
-        except ApiError as e:
+        except ImageError as e:
             e.message = f"image {index}: {e.message}"
             raise
     return converted

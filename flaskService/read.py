@@ -5,7 +5,8 @@ import io
 from flask import Blueprint, current_app, request
 from PIL import Image, ImageDraw
 
-from . import metrics, payload, preprocess
+from . import metrics, payload
+from .digits import preprocess
 
 bp = Blueprint("read", __name__)
 

@@ -20,8 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .model import CONTRACT_NAMES, ModelLoadError, check_model_file, sha256_of
-from .predictor import check_servable, conversion_path
+from .digits.model import CONTRACT_NAMES, ModelLoadError, check_model_file, sha256_of
+from .digits.predictor import check_servable, conversion_path
 
 CHECK_TIMEOUT_S = 300  # converting with TensorFlow on a busy machine takes tens of seconds
 
@@ -110,8 +110,8 @@ def check(path, backend="auto", kind="digits"):
     """In a child process: load the model at `path` as a worker would, as the `kind` of model
     (model.CONTRACT_NAMES) it must be, and run the self-check. 0, or 1 after printing one `error:`
     line."""
-    from . import selfcheck
-    from .predictor import Predictor, contract_of_tflite
+    from .digits import selfcheck
+    from .digits.predictor import Predictor, contract_of_tflite
 
     try:
         path = check_model_file(path)

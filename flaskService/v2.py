@@ -28,9 +28,10 @@ import numpy as np
 import orjson
 from flask import Blueprint, Response, current_app, request
 
-from . import metrics, payload, preprocess
+from . import metrics, payload
+from .digits import preprocess
+from .digits.model import INPUT_SHAPE, NUM_CLASSES
 from .errors import ApiError
-from .model import INPUT_SHAPE, NUM_CLASSES
 
 bp = Blueprint("v2", __name__, url_prefix="/v2")
 

@@ -19,8 +19,8 @@ matplotlib.use("Agg")  # Files only: no display on servers and in CI.
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from flaskService.model import INPUT_SHAPE, NUM_CLASSES, sha256_of  # noqa: E402
-from flaskService.predictor import to_tflite  # noqa: E402  (the conversion the service serves)
+from flaskService.digits.model import INPUT_SHAPE, NUM_CLASSES, sha256_of  # noqa: E402
+from flaskService.digits.predictor import to_tflite  # noqa: E402  (the conversion the service serves)
 from modelTrain import synthetic  # noqa: E402
 from modelTrain.data import DIGITS  # noqa: E402
 
@@ -157,7 +157,7 @@ INPUT_CONTRACT = {
     "range": [0.0, 1.0],
     "polarity": "white ink on black",
     "centring": "MNIST: digit scaled to fit a 20x20 box, centred by its centre of mass in 28x28",
-    "from_image_bytes": "flaskService.preprocess.preprocess_image",
+    "from_image_bytes": "flaskService.digits.preprocess.preprocess_image",
 }
 OUTPUT_CONTRACT = {
     "shape": [synthetic.CLASSES],

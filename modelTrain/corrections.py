@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from flaskService.errors import ApiError
+from flaskService.digits.errors import ImageError
 from flaskService.config import from_environment
 from flaskService.feedback_store import INPUT_DTYPE, FeedbackStore, StoreUnavailable, describe
-from flaskService.model import INPUT_SHAPE, NUM_CLASSES
-from flaskService.preprocess import preprocess_image
+from flaskService.digits.model import INPUT_SHAPE, NUM_CLASSES
+from flaskService.digits.preprocess import preprocess_image
 from modelTrain.cli import InputError
 
 DATABASE_SCHEMES = ("sqlite:", "postgresql:", "postgresql+psycopg:", "postgres:")
@@ -86,7 +86,7 @@ def _from_files(entries):
             continue
         try:
             images.append(preprocess_image(read()))
-        except (ApiError, OSError) as error:
+        except (ImageError, OSError) as error:
             raise CorrectionsError(f"{name}: {error}") from None
         labels.append(int(parts[0]))
     return images, labels

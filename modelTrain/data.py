@@ -19,9 +19,9 @@ import zipfile
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from flaskService import preprocess, sequence
-from flaskService.errors import ApiError
-from flaskService.model import INPUT_SHAPE, NUM_CLASSES
+from flaskService.digits import preprocess, sequence
+from flaskService.digits.errors import ImageError
+from flaskService.digits.model import INPUT_SHAPE, NUM_CLASSES
 from modelTrain import synthetic
 from modelTrain.cli import InputError
 
@@ -86,7 +86,7 @@ def load_folder(path):
         for file in files[digit]:
             try:
                 images.append(preprocess.preprocess_image(file.read_bytes()))
-            except (ApiError, OSError) as error:
+            except (ImageError, OSError) as error:
                 raise InputError(f"{file}: {error}") from None
             labels.append(int(digit))
     return as_model_input(np.stack(images)), np.array(labels, dtype="int64")
@@ -570,7 +570,7 @@ def number_line(x, y, indices, rng):
         writing = strip.input[:, :np.flatnonzero(clean)[-1] + 1 + sequence.MARGIN]
         try:
             strip = sequence.line_input(preprocess.find_ink(preprocess.decode_image(paint(writing, rng))).pixels)
-        except ApiError:
+        except ImageError:
             return None
         if strip is None:
             return None

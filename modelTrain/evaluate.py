@@ -34,7 +34,7 @@ import json  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from flaskService.model import ModelLoadError, check_model_file, load_model, sha256_of  # noqa: E402
+from flaskService.digits.model import ModelLoadError, check_model_file, load_model, sha256_of  # noqa: E402
 from modelTrain.card import evaluate, plot_confusion  # noqa: E402
 from modelTrain.cli import ArgumentParser, InputError, positive_int  # noqa: E402
 from modelTrain.data import DIGITS, download_mnist, load_folder, load_npz  # noqa: E402
@@ -142,10 +142,10 @@ def run(args):
 
 def measure_rejection(args, x, y):
     """The figures of is_digit, measured through the service's preprocessing and predictor."""
-    from flaskService import preprocess
+    from flaskService.digits import preprocess
     from flaskService.config import SETTINGS
-    from flaskService.errors import ApiError
-    from flaskService.predictor import Predictor
+    from flaskService.digits.errors import ImageError
+    from flaskService.digits.predictor import Predictor
     from modelTrain.evalsets import nondigits
     from modelTrain.evalsets.renders import STYLES, render
 
@@ -164,7 +164,7 @@ def measure_rejection(args, x, y):
         for data in images:
             try:
                 arrays.append(preprocess.preprocess_image(data))
-            except ApiError as error:
+            except ImageError as error:
                 arrays.append(None)
                 assert error.status == 422, error.message
         found = [a for a in arrays if a is not None]

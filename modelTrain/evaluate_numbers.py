@@ -1,7 +1,7 @@
 """
 Title: Evaluate the number reader (POST /read) against Tesseract
 Description: Whole-number exact match per kind, length and style, per-digit accuracy and CPU time
-of the number reader (flaskService.sequence with the number model) on handwritten numbers composed
+of the number reader (flaskService.digits.sequence with the number model) on handwritten numbers composed
 from MNIST *test* digits (modelTrain/evalsets/numbers.py), with Tesseract OCR reading the same
 images in the same run. Writes the card modelTrain/cards/number.json.
 
@@ -31,10 +31,10 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from flaskService import preprocess, sequence  # noqa: E402
-from flaskService.errors import ApiError  # noqa: E402
+from flaskService.digits import preprocess, sequence  # noqa: E402
+from flaskService.digits.errors import ImageError  # noqa: E402
 from flaskService.config import SETTINGS  # noqa: E402
-from flaskService.predictor import Predictor  # noqa: E402
+from flaskService.digits.predictor import Predictor  # noqa: E402
 from modelTrain.evalsets.numbers import KINDS, evaluation_set  # noqa: E402
 
 CARD = REPO_ROOT / "modelTrain" / "cards" / "number.json"
@@ -50,7 +50,7 @@ def read_all(numbers, read_number):
         started = time.process_time()
         try:
             texts.append(read_number(preprocess.decode_image(number.data)).text)
-        except ApiError as e:
+        except ImageError as e:
             texts.append(f"<{e.code}>")
         seconds.append(time.process_time() - started)
     return texts, seconds

@@ -3,7 +3,7 @@ Title: Number reader: a convolutional network trained with CTC
 Description: Reads a whole line of handwritten digits at once. A thin, fully convolutional network
 turns the line into 64 column frames, each a probability of a blank and the ten digits; CTC loss
 trains it without saying where each digit lies, and greedy decoding reads the frames
-(flaskService/sequence.py). No recurrent layer: LiteRT runs it with built-in ops only.
+(flaskService/digits/sequence.py). No recurrent layer: LiteRT runs it with built-in ops only.
 
 Run from the repository root; it writes flaskService/number_model.h5 and its card:
 
@@ -37,8 +37,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from flaskService import sequence  # noqa: E402
-from flaskService.model import sha256_of  # noqa: E402
+from flaskService.digits import sequence  # noqa: E402
+from flaskService.digits.model import sha256_of  # noqa: E402
 from modelTrain import data  # noqa: E402
 
 """
@@ -284,10 +284,10 @@ def main(argv=None):
         "parameters": int(model.count_params()),
         "input": {"shape": [sequence.LINE_HEIGHT, sequence.LINE_WIDTH, 1], "dtype": "float32",
                   "range": [0.0, 1.0], "polarity": "white ink on black",
-                  "from_ink": "flaskService.sequence.line_input"},
+                  "from_ink": "flaskService.digits.sequence.line_input"},
         "output": {"shape": [sequence.FRAMES, sequence.CLASSES],
                    "meaning": "per frame of 4 columns: calibrated probabilities of CTC blank (0) and digits 0..9 (1..10)",
-                   "decode": "flaskService.sequence.greedy_decode"},
+                   "decode": "flaskService.digits.sequence.greedy_decode"},
         "temperature": temperature,
         "data": {"source": str(args.data), "digits": "MNIST training split",
                  "training_lines": int(len(train_data[1])), "validation_lines": int(len(validation_data[1])),

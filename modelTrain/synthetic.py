@@ -7,7 +7,7 @@ Nothing here is downloaded: letters and symbols are set in the fonts Debian inst
 the URW base 35), strokes, shapes, figures, silhouettes, hatching and noise are drawn with Pillow
 and numpy, and several
 digits are MNIST *training* digits side by side. Every image ends as the service makes its model
-input: ink (white on black, any size) through `flaskService.preprocess.centre_like_mnist`.
+input: ink (white on black, any size) through `flaskService.digits.preprocess.centre_like_mnist`.
 
 The evaluation set (modelTrain/evalsets/nondigits.py) has generators of its own, other fonts
 and kinds of drawing that nothing here makes: the figures it gives are for things training never saw.
@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from flaskService.errors import ApiError
-from flaskService.model import NOT_A_DIGIT, OUTPUT_WIDTHS, SEVERAL_DIGITS  # noqa: F401  (the classes made here)
-from flaskService.preprocess import centre_like_mnist
+from flaskService.digits.errors import ImageError
+from flaskService.digits.model import NOT_A_DIGIT, OUTPUT_WIDTHS, SEVERAL_DIGITS  # noqa: F401  (the classes made here)
+from flaskService.digits.preprocess import centre_like_mnist
 
 CLASSES = OUTPUT_WIDTHS[-1]  # ten digits, not a digit, several digits
 
@@ -268,6 +268,6 @@ def _model_input(make, thin=False):
             continue
         try:
             return centre_like_mnist(ink)
-        except ApiError:  # blank
+        except ImageError:  # blank
             continue
     raise RuntimeError("twenty drawings in a row were blank or a lone stroke")

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 # Run as `python modelTrain/train.py`: put the repository root on the path so that the service's
-# package (flaskService.preprocess) is importable; image preprocessing has one implementation.
+# package (flaskService.digits.preprocess) is importable; image preprocessing has one implementation.
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 # The shipped model goes where the service loads it; its plots go where docs/model.md shows them,
@@ -41,7 +41,7 @@ DOC_IMAGES = REPO_ROOT / "docs" / "images"
 # stderr, and a mistyped option should fail at once with one line.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from flaskService.model import INPUT_SHAPE, NUM_CLASSES, sha256_of  # noqa: E402  (the service's contract)
+from flaskService.digits.model import INPUT_SHAPE, NUM_CLASSES, sha256_of  # noqa: E402  (the service's contract)
 from modelTrain import synthetic  # noqa: E402  (what is not one digit: the two extra classes)
 from modelTrain.card import (digit_accuracy, digit_card, evaluate, measure_latency, plot_confusion,  # noqa: E402
                              plot_history, save_model, write_card)
@@ -352,7 +352,7 @@ def run(args, command):
     keras.utils.set_random_seed(args.seed)
     tf.config.experimental.enable_op_determinism()
     if args.init:
-        from flaskService.model import ModelLoadError, load_model
+        from flaskService.digits.model import ModelLoadError, load_model
 
         try:
             model = load_model(args.init)

@@ -64,7 +64,7 @@ def mnist(mnist_npz):
 @pytest.fixture(scope="session")
 def predictor():
     """The shipped model, loaded once for the session (loading it per test would dominate the run)."""
-    from flaskService.predictor import Predictor
+    from flaskService.digits.predictor import Predictor
 
     return Predictor.from_path(MODEL_PATH)
 
@@ -72,8 +72,8 @@ def predictor():
 @pytest.fixture(scope="session")
 def number_predictor():
     """The shipped number model, loaded once for the session."""
-    from flaskService.predictor import Predictor
-    from flaskService.sequence import NUMBERS
+    from flaskService.digits.predictor import Predictor
+    from flaskService.digits.sequence import NUMBERS
 
     return Predictor.from_path(NUMBER_MODEL_PATH, contract=NUMBERS)
 
@@ -94,7 +94,7 @@ def client(app):
 def clear_digits(mnist, predictor):
     """{digit: [28x28 uint8 MNIST test images]}: ones the model reads right, sure, as a plain PNG page.
     The model is being retrained; "predicted right" must not depend on its hardest digits."""
-    from flaskService.preprocess import preprocess_image
+    from flaskService.digits.preprocess import preprocess_image
     from tests.flaskService.hostile import corpus
 
     images, labels = mnist["x_test"][:1500], mnist["y_test"][:1500]

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from flaskService.model import INPUT_SHAPE, NUM_CLASSES
-from flaskService.predictor import Predictor
+from flaskService.digits.model import INPUT_SHAPE, NUM_CLASSES
+from flaskService.digits.predictor import Predictor
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 WORKERS = int(os.environ.get("WEB_CONCURRENCY", os.cpu_count() or 1))

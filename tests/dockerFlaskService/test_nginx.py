@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from flaskService.config import SETTINGS
-from flaskService.preprocess import preprocess_image
+from flaskService.digits.preprocess import preprocess_image
 from tests.dockerFlaskService.containers.engine import NGINX_IMAGE, PODMAN, environment, stand_in
 from tests.helpers import ROOT, TEMPLATE, UNLIMITED, Nginx, Server, assert_error, free_port, image_bytes, render
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from flaskService import preprocess
+from flaskService.digits import preprocess
 from modelTrain.evalsets.renders import KINDS, MEDIA, render_background
 from tests.helpers import image_bytes
 
@@ -139,7 +139,7 @@ def test_ink_at_the_edges_of_a_tight_crop_is_kept():
 def test_an_empty_form_is_blank(kind):
     """A form or exercise-book page with nothing written on it is answered as blank, not as a digit."""
     data = render_background(np.zeros((28, 28), np.uint8), kind, "page_png", np.random.default_rng(3))
-    with pytest.raises(preprocess.ApiError) as error:
+    with pytest.raises(preprocess.ImageError) as error:
         preprocess.preprocess_image(data)
     assert error.value.status == 422 and error.value.code == "blank_image"
 

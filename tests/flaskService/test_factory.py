@@ -2,7 +2,7 @@
 import pytest
 
 from flaskService import config, create_app
-from flaskService.model import ModelLoadError
+from flaskService.digits.model import ModelLoadError
 
 
 def test_defaults():

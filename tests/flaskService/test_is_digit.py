@@ -63,7 +63,7 @@ def rendered(mnist):
 @pytest.fixture(scope="module")
 def test_answers(mnist):
     """Every MNIST test digit through /predict (one app for the module: 40 batch requests)."""
-    from flaskService.predictor import Predictor
+    from flaskService.digits.predictor import Predictor
 
     client = create_app({"TESTING": True, "PREDICTOR": Predictor.from_path(MODEL_PATH)}).test_client()
     return ask_pixels(client, mnist["x_test"])

@@ -30,7 +30,7 @@ def test_seed_model_serves_through_predict(start_server, mnist):
 
 def test_keras_file_loads_like_the_h5(tmp_path, mnist):
     """The seed model saved in Keras 3's own .keras format loads and answers as the HDF5 file does."""
-    from flaskService.model import load_model
+    from flaskService.digits.model import load_model
 
     from_h5 = load_model(ROOT / SEED_MODEL)
     from_h5.save(tmp_path / "seed.keras")

@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from flaskService import predictor as predictor_module
-from flaskService.model import load_model
-from flaskService.predictor import BATCH_SIZES, Predictor
+from flaskService.digits import predictor as predictor_module
+from flaskService.digits.model import load_model
+from flaskService.digits.predictor import BATCH_SIZES, Predictor
 from tests.helpers import MODEL_PATH, ROOT
 
 
@@ -44,7 +44,7 @@ def _broken_converter(model):
 
 def test_failed_conversion_falls_back_to_keras_with_a_warning(predictor, keras_model, mnist, monkeypatch, caplog):
     monkeypatch.setattr(predictor_module, "to_tflite", _broken_converter)
-    with caplog.at_level(logging.WARNING, logger="flaskService.predictor"):
+    with caplog.at_level(logging.WARNING, logger="flaskService.digits.predictor"):
         fallback = Predictor(keras_model)
     assert fallback.backend == "keras"
     assert "converter exploded" in caplog.text
@@ -72,7 +72,7 @@ def test_conversion_is_cached_so_workers_skip_tensorflow(tmp_path):
     then loads the cached LiteRT model without importing TensorFlow, and answers."""
     env = {**os.environ, "TMPDIR": str(tmp_path)}
     check = "import sys; from flaskService.rollout import check; sys.exit(check(sys.argv[1]))"
-    load = ("import sys; from flaskService.predictor import Predictor; "
+    load = ("import sys; from flaskService.digits.predictor import Predictor; "
             "p = Predictor.from_path(sys.argv[1]); p.warm_up(); print(p.backend, 'tensorflow' in sys.modules)")
     for script in (check, load):
         run = subprocess.run([sys.executable, "-c", script, str(MODEL_PATH)], cwd=ROOT, env=env,
@@ -119,7 +119,7 @@ def test_convert_command_writes_the_conversion_the_service_then_serves(tmp_path)
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == str(tmp_path / f"model.{sha256[:16]}.tflite")
-    load = ("import sys; from flaskService.predictor import Predictor; p = Predictor.from_path(sys.argv[1]); "
+    load = ("import sys; from flaskService.digits.predictor import Predictor; p = Predictor.from_path(sys.argv[1]); "
             "p.warm_up(); print(p.backend, p.sha256, 'tensorflow' in sys.modules, 'keras' in sys.modules)")
     run = subprocess.run([sys.executable, "-c", load, str(model)], cwd=ROOT, env=env, capture_output=True,
                          text=True, timeout=300)

@@ -1,12 +1,12 @@
-"""flaskService.preprocess: bytes in any common form -> the MNIST-style 28x28 array."""
+"""flaskService.digits.preprocess: bytes in any common form -> the MNIST-style 28x28 array."""
 import io
 
 import numpy as np
 import pytest
 from PIL import Image, ImageChops, ImageDraw
 
-from flaskService import preprocess
-from flaskService.errors import ApiError
+from flaskService.digits import preprocess
+from flaskService.digits.errors import ImageError
 from modelTrain.evalsets.numbers import number
 from modelTrain.evalsets.renders import dashed_line, render
 from tests.helpers import SHARED_DATA, image_bytes
@@ -156,20 +156,20 @@ def test_noise_and_lighting_are_removed(digit, style):
 ])
 def test_undecodable_bytes(data, status, code):
     """Bytes that are not an allowed image give the right status and code."""
-    with pytest.raises(ApiError) as error:
+    with pytest.raises(ImageError) as error:
         preprocess.preprocess_image(data)
     assert (error.value.status, error.value.code) == (status, code)
 
 
 def test_truncated_image_is_400(digit):
     data = image_bytes(Image.fromarray(digit).resize((200, 200)), "PNG")
-    with pytest.raises(ApiError) as error:
+    with pytest.raises(ImageError) as error:
         preprocess.preprocess_image(data[: len(data) // 2])
     assert (error.value.status, error.value.code) == (400, "invalid_image")
 
 
 def test_tiff_is_415(digit):
-    with pytest.raises(ApiError) as error:
+    with pytest.raises(ImageError) as error:
         preprocess.preprocess_image(image_bytes(digit, "TIFF"))
     assert (error.value.status, error.value.code) == (415, "unsupported_image_format")
 
@@ -178,14 +178,14 @@ def test_tiff_is_415(digit):
                                    Image.new("L", (28, 28), 0), Image.new("RGBA", (280, 280), (0, 0, 0, 0))])
 def test_blank_images_are_422(image):
     """No ink at all -> 422 blank_image."""
-    with pytest.raises(ApiError) as error:
+    with pytest.raises(ImageError) as error:
         preprocess.preprocess_image(image_bytes(image))
     assert (error.value.status, error.value.code) == (422, "blank_image")
 
 
 def test_too_many_pixels_is_413():
     data = image_bytes(Image.new("L", (5000, 4000), 255))
-    with pytest.raises(ApiError) as error:
+    with pytest.raises(ImageError) as error:
         preprocess.preprocess_image(data)
     assert (error.value.status, error.value.code) == (413, "too_many_pixels")
 
@@ -193,7 +193,7 @@ def test_too_many_pixels_is_413():
 def test_decompression_bomb_is_422():
     """Beyond Pillow's own guard (a tiny file declaring ~100 MP), the image is refused unread."""
     data = image_bytes(Image.new("1", (12000, 9000)))
-    with pytest.raises(ApiError) as error:
+    with pytest.raises(ImageError) as error:
         preprocess.preprocess_image(data, max_pixels=10**9)
     assert (error.value.status, error.value.code) == (422, "decompression_bomb")
 
@@ -203,7 +203,7 @@ def test_decompression_bomb_is_422():
     [[300] * 28] * 28, [[-1] * 28] * 28, "zeros", [[[0] * 28] * 28] * 2, [[True] * 28] * 28,
 ])
 def test_bad_pixel_arrays_are_400(pixels):
-    with pytest.raises(ApiError) as error:
+    with pytest.raises(ImageError) as error:
         preprocess.pixels_to_array(pixels)
     assert (error.value.status, error.value.code) == (400, "invalid_pixels")
 
@@ -239,7 +239,7 @@ def test_pixel_batch_scales_each_array_on_its_own(digit):
 
 def test_uniformly_translucent_canvas_is_blank():
     """A canvas whose every pixel is equally see-through holds no strokes (found by Hypothesis)."""
-    with pytest.raises(ApiError) as error:
+    with pytest.raises(ImageError) as error:
         preprocess.preprocess_image(image_bytes(Image.new("LA", (40, 40), (0, 100))))
     assert (error.value.status, error.value.code) == (422, "blank_image")
 

@@ -14,8 +14,8 @@ import hashlib
 import numpy as np
 from PIL import Image, ImageDraw
 
-from flaskService import preprocess
-from flaskService.errors import ApiError
+from flaskService.digits import preprocess
+from flaskService.digits.errors import ImageError
 from modelTrain.evalsets.renders import KINDS, MEDIA, STYLES, render, render_background
 from tests.helpers import image_bytes
 
@@ -74,7 +74,7 @@ def digest(digits):
         try:
             out = preprocess.preprocess_image(data)
             sha.update(f"{name}:ok:".encode() + out.astype(np.float32).tobytes())
-        except ApiError as e:
+        except ImageError as e:
             sha.update(f"{name}:{e.status}:{e.code}".encode())
     return sha.hexdigest()
 

@@ -9,7 +9,7 @@ import requests
 from PIL import Image, ImageDraw
 from prometheus_client.parser import text_string_to_metric_families
 
-from flaskService.sequence import LINE_HEIGHT
+from flaskService.digits.sequence import LINE_HEIGHT
 from modelTrain.evalsets.numbers import KINDS, number
 from modelTrain.evalsets.renders import STYLES
 from tests.helpers import assert_error, image_bytes, seed_requests

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import requests
 
-from flaskService.model import sha256_of
-from flaskService.predictor import Predictor, conversion_path
-from flaskService.preprocess import preprocess_image
+from flaskService.digits.model import sha256_of
+from flaskService.digits.predictor import Predictor, conversion_path
+from flaskService.digits.preprocess import preprocess_image
 from tests.helpers import MODEL_PATH, NUMBER_MODEL_PATH, SHARED_DATA, gunicorn_start_error, image_bytes
 from tests.flaskService.hostile import load
 
@@ -170,6 +170,6 @@ def test_a_bad_number_model_stops_the_start_with_one_line(tmp_path, damage):
 
 
 def test_the_number_models_self_check_reads_the_drawn_number(number_predictor):
-    from flaskService import selfcheck
+    from flaskService.digits import selfcheck
 
     assert selfcheck.run(number_predictor) is None

@@ -1,8 +1,8 @@
-"""flaskService/sequence.py: a line of ink -> the number model's strip, frame probabilities -> digits."""
+"""flaskService/digits/sequence.py: a line of ink -> the number model's strip, frame probabilities -> digits."""
 import numpy as np
 import pytest
 
-from flaskService import sequence
+from flaskService.digits import sequence
 
 
 def frames(labels):

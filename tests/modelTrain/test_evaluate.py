@@ -74,7 +74,7 @@ def test_shipped_card_matches_model_file(shipped_card):
 def test_shipped_model_beats_target_on_all_test_images(shipped_card, mnist):
     """Loaded the way the service loads it, the shipped model scores >= 99.3% on all 10,000 test
     images, as its card says."""
-    from flaskService.model import load_model
+    from flaskService.digits.model import load_model
     from modelTrain.card import evaluate
 
     x_test = mnist["x_test"].astype("float32")[..., np.newaxis] / 255
@@ -87,7 +87,7 @@ def test_shipped_model_beats_target_on_all_test_images(shipped_card, mnist):
 def test_shipped_model_is_cheap_to_serve(shipped_card):
     """The card records a sub-0.2 ms LiteRT latency measured at training time; here, without a
     flaky timing, the network itself stays within the compute budget that latency came from."""
-    from flaskService.model import load_model
+    from flaskService.digits.model import load_model
 
     model = load_model(MODEL_PATH)
     assert shipped_card["latency"]["median_ms"] < 0.2

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from flaskService import sequence
+from flaskService.digits import sequence
 from modelTrain import data
 
 

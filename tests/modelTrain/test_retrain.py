@@ -13,8 +13,8 @@ import pytest
 from PIL import Image, ImageDraw
 
 from flaskService import create_app
-from flaskService.predictor import Predictor
-from flaskService.preprocess import preprocess_image
+from flaskService.digits.predictor import Predictor
+from flaskService.digits.preprocess import preprocess_image
 from modelTrain.corrections import CorrectionsError, load_corrections
 from tests.helpers import MODEL_PATH, ROOT, image_bytes
 

@@ -54,7 +54,7 @@ def test_model_loads_and_matches_its_card(small_run, mnist):
     """The model loads with Keras and with the service's loader and scores what its card says."""
     import keras
 
-    from flaskService.model import load_model
+    from flaskService.digits.model import load_model
 
     x_test = mnist["x_test"].astype("float32")[..., None] / 255
     keras_model = keras.models.load_model(small_run / "model.h5")
@@ -174,7 +174,7 @@ def test_folder_dataset(layout, mnist, run, tmp_path):
 
 def test_folder_images_are_preprocessed_like_served_ones(mnist, tmp_path):
     """Folder images go through the service's preprocess_image: white on black, in [0, 1]."""
-    from flaskService.preprocess import preprocess_image
+    from flaskService.digits.preprocess import preprocess_image
     from modelTrain.data import load_folder
 
     write_digit_folder(tmp_path, mnist, per_digit=2)

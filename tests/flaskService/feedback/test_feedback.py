@@ -18,7 +18,7 @@ from PIL import Image, ImageCms, ImageOps, PngImagePlugin
 
 from flaskService import create_app
 from flaskService.feedback_store import FeedbackStore, corrections, engine_for
-from flaskService.preprocess import preprocess_image
+from flaskService.digits.preprocess import preprocess_image
 from tests.helpers import assert_error, gunicorn_start_error, image_bytes
 
 ADMIN = {"X-API-Key": "operator-key"}

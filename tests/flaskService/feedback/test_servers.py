@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import requests
 
-from flaskService.model import sha256_of
-from flaskService.predictor import Predictor
-from flaskService.preprocess import preprocess_image
+from flaskService.digits.model import sha256_of
+from flaskService.digits.predictor import Predictor
+from flaskService.digits.preprocess import preprocess_image
 from tests.helpers import MODEL_PATH, SHARED_DATA, assert_error, free_port, image_bytes
 from tests.flaskService.hostile import load
 

@@ -1,5 +1,5 @@
 """Properties that hold for every input Hypothesis can think of: preprocessing returns a 28x28 array in
-[0, 1] or a 4xx ApiError, and /predict answers any JSON with a 2xx or the JSON error shape, never a 5xx."""
+[0, 1] or a 4xx ImageError, and /predict answers any JSON with a 2xx or the JSON error shape, never a 5xx."""
 import json
 import os
 
@@ -11,8 +11,8 @@ from hypothesis.extra import numpy as hnp
 from PIL import Image
 
 from flaskService import create_app
-from flaskService.errors import ApiError
-from flaskService.preprocess import preprocess_image, preprocess_pixels
+from flaskService.digits.errors import ImageError
+from flaskService.digits.preprocess import preprocess_image, preprocess_pixels
 from tests.helpers import assert_error, image_bytes
 from tests.flaskService.hostile import corpus
 
@@ -23,11 +23,11 @@ PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[Heal
 
 
 def assert_array_or_client_error(compute, allowed_codes=None):
-    """compute() gives a (28, 28) float32 array in [0, 1], or raises a 4xx ApiError (with one of the
+    """compute() gives a (28, 28) float32 array in [0, 1], or raises a 4xx ImageError (with one of the
     allowed codes, if given). Anything else -- another exception, NaN, a wrong shape -- fails."""
     try:
         array = compute()
-    except ApiError as e:
+    except ImageError as e:
         assert 400 <= e.status < 500, (e.status, e.code, e.message)
         assert allowed_codes is None or e.code in allowed_codes, (e.code, e.message)
         return None

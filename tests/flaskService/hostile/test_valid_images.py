@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import requests
 
-from flaskService.preprocess import preprocess_image
+from flaskService.digits.preprocess import preprocess_image
 from tests.flaskService.hostile import corpus
 from tests.flaskService.hostile.client import post
 

@@ -6,7 +6,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from flaskService.feedback_store import corrections, engine_for
-from flaskService.preprocess import preprocess_image
+from flaskService.digits.preprocess import preprocess_image
 from tests.helpers import ARTIFACTS, DESKTOP, PHONE, PLACES, draw_with_mouse, pad_points, settled
 
 

@@ -2,7 +2,7 @@
 the mouse is read back, digit by digit, with each digit's box and what the model saw."""
 import pytest
 
-from flaskService.sequence import LINE_HEIGHT
+from flaskService.digits.sequence import LINE_HEIGHT
 from tests.helpers import DESKTOP, DIGITS, PHONE, SLANT, WIDTH, draw_with_mouse
 
 NUMBER_SETTLED = """() => {

@@ -47,12 +47,12 @@ def run(predictor):
 
 
 def _run_number(predictor):
-    from .errors import ApiError
+    from .errors import ImageError
     from .sequence import read_number
 
     expected = "".join(str(d) for d in DIGITS)
     try:
         text = read_number(decode_image(drawn_number(list(DIGITS.values()))), predictor.predict, 0.0).text
-    except ApiError as e:
+    except ImageError as e:
         text = f"nothing ({e.code})"
     return None if text == expected else f"self-check failed: the number model read {expected} as {text}"

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from . import preprocess
-from .errors import ApiError
+from .errors import ImageError
 from .model import NUMBERS
 
 LINE_HEIGHT, LINE_WIDTH = NUMBERS.input_shape[:2]
@@ -83,16 +83,16 @@ Reading = namedtuple("Reading", "text confidence digits")
 
 def read_number(image, frames_of, min_digit_score):
     """A decoded Pillow image -> Reading. `frames_of`: (N, LINE_HEIGHT, LINE_WIDTH) float32 -> (N,
-    FRAMES, CLASSES) probabilities (the number model's Predictor.predict). Raises ApiError 422
+    FRAMES, CLASSES) probabilities (the number model's Predictor.predict). Raises ImageError 422
     (blank_image, no_digits) when there is no number to read."""
     ink = preprocess.find_ink(image)
     line = line_input(ink.pixels)
     if line is None:
-        raise ApiError(422, "blank_image", "No digit found: the image is blank or has no visible ink.")
+        raise ImageError(422, "blank_image", "No digit found: the image is blank or has no visible ink.")
     probabilities = frames_of(line.input[None])[0]
     reads = greedy_decode(probabilities)
     if not reads:
-        raise ApiError(422, "no_digits", "No digit found: the image holds only specks, lines or marks "
+        raise ImageError(422, "no_digits", "No digit found: the image holds only specks, lines or marks "
                                          "that are not digits.")
     # A digit owns the columns from halfway to its left neighbour's frames to halfway to its right one's.
     edges = [0] + [FRAME_WIDTH * (a.stop + b.start) // 2 for a, b in zip(reads, reads[1:])] + [LINE_WIDTH]

@@ -23,7 +23,7 @@ Contract.__doc__ = """What a model takes and gives per image, and the batch size
 built for: a request is padded up to the next one, so none pays for re-allocating tensors."""
 # The digit classifier: 256 is the API's largest batch.
 DIGITS = Contract(INPUT_SHAPE, tuple((width,) for width in OUTPUT_WIDTHS), (1, 4, 16, 64, 256))
-# The number reader (flaskService/sequence.py): a 32x256 line in, 64 frames of CTC blank + ten digits
+# The number reader (flaskService/digits/sequence.py): a 32x256 line in, 64 frames of CTC blank + ten digits
 # out. /read reads one image at a time; a batch of 16 lines already holds ~8 MB of activations.
 NUMBERS = Contract((32, 256, 1), ((64, 11),), (1, 4, 16))
 CONTRACTS = (DIGITS, NUMBERS)

@@ -4,7 +4,7 @@ import base64
 from flask import Blueprint, current_app, request
 
 from . import metrics, payload
-from .preprocess import encode_png
+from .digits.preprocess import encode_png
 
 bp = Blueprint("api", __name__)
 

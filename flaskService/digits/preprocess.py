@@ -16,7 +16,7 @@ from collections import namedtuple
 import numpy as np
 from PIL import Image, ImageChops, ImageFilter, ImageOps, UnidentifiedImageError
 
-from .errors import ApiError
+from .errors import ImageError
 from .model import INPUT_SHAPE
 
 SIZE = INPUT_SHAPE[0]  # the model's input is SIZE x SIZE
@@ -92,48 +92,48 @@ def preprocess_pixels(pixels):
 
 
 def decode_image(data, max_pixels=DEFAULT_MAX_PIXELS):
-    """Bytes -> a loaded, upright Pillow image (first frame), or an ApiError saying what is wrong."""
+    """Bytes -> a loaded, upright Pillow image (first frame), or an ImageError saying what is wrong."""
     image = open_image(data, max_pixels)
     try:
         image.load()
         ImageOps.exif_transpose(image, in_place=True)  # a copy of every upright image otherwise
         return image
     except Exception:
-        raise ApiError(400, "invalid_image",
+        raise ImageError(400, "invalid_image",
                        f"The {image.format} image could not be decoded; it is truncated or corrupt.")
 
 
 def open_image(data, max_pixels=DEFAULT_MAX_PIXELS):
     """Bytes -> a Pillow image whose header is read and checked but nothing decoded yet; its size is
-    what decoding it will make (a big JPEG at a fraction of its own), or an ApiError."""
+    what decoding it will make (a big JPEG at a fraction of its own), or an ImageError."""
     if not data:
-        raise ApiError(400, "empty_image", "The image is empty (0 bytes).")
+        raise ImageError(400, "empty_image", "The image is empty (0 bytes).")
     try:
         # Pillow's decompression-bomb guard only warns below twice its limit; we refuse both.
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ApiError(422, "decompression_bomb",
+        raise ImageError(422, "decompression_bomb",
                        "The image declares far more pixels than any digit needs; refused as a decompression bomb.")
     except UnidentifiedImageError:
         raise _unsupported(data) from None
     except Exception:  # Pillow's header parsers raise all kinds of errors on hostile bytes
-        raise ApiError(400, "invalid_image", "The image could not be decoded; the file is corrupt.")
+        raise ImageError(400, "invalid_image", "The image could not be decoded; the file is corrupt.")
     width, height = image.size
     if width * height > max_pixels:
-        raise ApiError(413, "too_many_pixels",
+        raise ImageError(413, "too_many_pixels",
                        f"The image is {width}x{height} = {width * height / 1e6:.1f} megapixels; "
                        f"the limit is {max_pixels / 1e6:.0f} megapixels.")
     if max(width, height) > MAX_ASPECT * min(width, height):
         # Nothing this narrow holds a digit, and a 1 x 16,000,000 PNG takes seconds to decode.
-        raise ApiError(422, "implausible_image",
+        raise ImageError(422, "implausible_image",
                        f"The image is {width}x{height}; no digit fits in an image this narrow.")
     try:
         # JPEG can decode straight at 1/2, 1/4 or 1/8 scale: big photos cost a fraction to read.
         drafted = image.draft(image.mode, (WORK_SIZE, WORK_SIZE))
     except Exception:
-        raise ApiError(400, "invalid_image", f"The {image.format} image could not be decoded; it is corrupt.")
+        raise ImageError(400, "invalid_image", f"The {image.format} image could not be decoded; it is corrupt.")
     if drafted:  # (mode, (0, 0, width / s, height / s)) when decoded at 1/s
         image.info[DECODED_SCALE] = drafted[1][2] / width
     return image
@@ -143,16 +143,16 @@ def _unsupported(data):
     head = data[:256].lstrip().lower()
     for magic, name in _OTHER_FORMATS:
         if head.startswith(magic.lower()):
-            return ApiError(415, "unsupported_image_format",
+            return ImageError(415, "unsupported_image_format",
                             f"{name} images are not supported; send PNG, JPEG, GIF, BMP or WebP.")
     try:
         other = Image.open(io.BytesIO(data)).format  # a format Pillow knows but we do not serve
     except Exception:
         other = None
     if other:
-        return ApiError(415, "unsupported_image_format",
+        return ImageError(415, "unsupported_image_format",
                         f"{other} images are not supported; send PNG, JPEG, GIF, BMP or WebP.")
-    return ApiError(400, "invalid_image", "The data is not an image (PNG, JPEG, GIF, BMP or WebP expected).")
+    return ImageError(400, "invalid_image", "The data is not an image (PNG, JPEG, GIF, BMP or WebP expected).")
 
 
 Ink = namedtuple("Ink", "pixels left top scale")
@@ -655,7 +655,7 @@ def _offset(shift, length):
 
 
 def _blank():
-    return ApiError(422, "blank_image", "No digit found: the image is blank or has no visible ink.")
+    return ImageError(422, "blank_image", "No digit found: the image is blank or has no visible ink.")
 
 
 def pixels_to_array(pixels):
@@ -669,14 +669,14 @@ def pixel_batch(arrays):
     try:
         batch = np.asarray(arrays)
     except (ValueError, TypeError):
-        raise ApiError(400, "invalid_pixels", "pixels must be a 28x28 array of numbers; rows differ in length.")
+        raise ImageError(400, "invalid_pixels", "pixels must be a 28x28 array of numbers; rows differ in length.")
     if batch.dtype.kind not in "iuf":
-        raise ApiError(400, "invalid_pixels", "pixels must contain only numbers.")
+        raise ImageError(400, "invalid_pixels", "pixels must contain only numbers.")
     if batch.shape[1:] not in PIXEL_SHAPES:
-        raise ApiError(400, "invalid_pixels", f"pixels must be 28x28 (or 784 values); got shape {list(batch.shape[1:])}.")
+        raise ImageError(400, "invalid_pixels", f"pixels must be 28x28 (or 784 values); got shape {list(batch.shape[1:])}.")
     batch = batch.reshape(-1, SIZE, SIZE)
     if not np.isfinite(batch).all() or batch.min() < 0 or batch.max() > 255:
-        raise ApiError(400, "invalid_pixels", "pixel values must be finite, 0-255 (integers) or 0-1 (floats).")
+        raise ImageError(400, "invalid_pixels", "pixel values must be finite, 0-255 (integers) or 0-1 (floats).")
     batch = batch.astype(np.float32)
     scale = np.where(batch.max(axis=(1, 2)) > 1.0, np.float32(255), np.float32(1))
     return batch / scale[:, None, None]
