@@ -1,6 +1,6 @@
 """The layers: the image core (flaskService/digits/) loads no web framework and imports nothing from
 the HTTP layer around it; training imports only the core; the core's ImageError reaches a client as
-the one JSON error shape. (tests/flaskService/test_api.py's test_bad_requests covers every code.)"""
+the one JSON error shape. (tests/flaskService/test_predict.py's test_bad_requests covers every code.)"""
 import ast
 import subprocess
 import sys
