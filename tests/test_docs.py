@@ -1,13 +1,14 @@
 """The docs say what the code and the cards say: card figures are the generator's, links resolve,
 the configuration table and the tree name everything there is, and the README stays short."""
 import copy
+import hashlib
 import importlib.util
 import re
 
 import pytest
 
 from flaskService.config import SETTINGS
-from tests.helpers import ROOT
+from tests.helpers import MODEL_PATH, NUMBER_MODEL_PATH, ROOT
 
 _spec = importlib.util.spec_from_file_location("figures", ROOT / "docs" / "figures.py")
 figures = importlib.util.module_from_spec(_spec)
@@ -111,3 +112,15 @@ def test_the_docs_describe_what_is(path):
     """History lives in git: no previous-model columns or rejected candidates in the docs."""
     text = path.read_text().lower()
     assert [phrase for phrase in HISTORY if phrase in text] == []
+
+
+ANSWERED_MODEL = re.compile(r'"model": \{"name": "([^"]+)", "version": "([^"]+)"\}')
+
+
+@pytest.mark.parametrize("path", DOCS, ids=lambda path: str(path.relative_to(ROOT)))
+def test_example_answers_name_the_shipped_models(path):
+    """An example answer names the model that gives it, at the version the service ships."""
+    shipped = {"mnist": MODEL_PATH, "number_model": NUMBER_MODEL_PATH}
+    versions = {name: hashlib.sha256(model.read_bytes()).hexdigest()[:12] for name, model in shipped.items()}
+    named = ANSWERED_MODEL.findall(path.read_text())
+    assert [(name, version) for name, version in named if versions.get(name) != version] == []
