@@ -242,7 +242,7 @@ class Nginx:
         left, so the client can be a moment ahead of it."""
         deadline = time.monotonic() + 5
         while True:
-            lines = [json.loads(line) for line in self.access_log.read_text().splitlines() if line.startswith("{")]
+            lines = [json.loads(line) for line in self.access_log.read_text().split("\n") if line.startswith("{")]
             if len(lines) >= count or time.monotonic() > deadline:
                 return lines
             time.sleep(0.05)

@@ -82,7 +82,7 @@ def drive(clients, body, count):
 
 def served_by(server, tag):
     """{worker pid: requests it answered} among the requests whose id starts with `tag`."""
-    lines = (json.loads(line) for line in server.log_text().splitlines() if line.startswith('{"time"'))
+    lines = (json.loads(line) for line in server.log_text().split("\n") if line.startswith('{"time"'))
     return Counter(line["pid"] for line in lines if line["request_id"].startswith(tag + "-"))
 
 
@@ -218,6 +218,7 @@ def test_sighup_rolls_workers_over_without_a_client_noticing(tmp_path, digit_png
             drive(clients, body, 2)
         new = server.workers(expected=WORKERS)
         assert not new & old and len(new) == WORKERS
+        wait_until_serving(server, new)  # a new worker still loading its model takes no connection yet
         counts = settle_and_count(server, clients, body)
     finally:
         for client in clients:
@@ -264,7 +265,7 @@ def test_recycling_replaces_one_worker_at_a_time_unseen_by_clients(tmp_path, dig
 
 
 def served_by_pid(log):
-    return {json.loads(line)["pid"] for line in log.splitlines() if line.startswith('{"time"')}
+    return {json.loads(line)["pid"] for line in log.split("\n") if line.startswith('{"time"')}
 
 
 def test_board_balances_by_the_fewest_live_accepting_sibling():

@@ -208,7 +208,7 @@ def test_a_replica_killed_under_load_loses_only_what_it_was_working_on(stack, cl
     answered = collections.Counter(
         line["request_id"] for replica in stack.containers("app")
         for line in map(json.loads, filter(lambda text: text.startswith("{"),
-                                           podman("logs", replica["name"]).stdout.splitlines()))
+                                           podman("logs", replica["name"]).stdout.split("\n")))
         if line.get("request_id") in sent)
     assert [request_id for request_id, count in answered.items() if count > 1] == []
 
