@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-CARDS = {"model": REPO_ROOT / "flaskService" / "model.json", "number": REPO_ROOT / "modelTrain" / "cards" / "number.json"}
+CARDS = {"model": REPO_ROOT / "flaskService" / "model.json", "number": REPO_ROOT / "modelTrain" / "cards" / "number.json",
+         "number_model": REPO_ROOT / "flaskService" / "number_model.json"}
 BENCH_RESULTS = REPO_ROOT / "benchmarks" / "results.md"  # what the last `make bench` wrote
 BENCH_JSON = REPO_ROOT / "benchmarks" / "results.json"
 BENCH_CHART = REPO_ROOT / "docs" / "images" / "bench.png"  # drawn from BENCH_JSON
@@ -180,6 +181,10 @@ def number_card(cards):
         if key in card:
             lines.append(f"- {key.replace('_', ' ')}: `{card[key]['path']}`, version `{card[key]['version']}`")
     lines.append(f"- measured {card['created']} with `{card['command']}`")
+    training = cards["number_model"]["training"]
+    lines.append(f"- number model trained in {training['minutes_composing'] + training['minutes_training']:.0f} minutes "
+                 f"({training['minutes_composing']} composing the lines, {training['minutes_training']} training "
+                 f"{training['epochs']} epochs; {training['machine']}) with `{cards['number_model']['command']}`")
     return "\n".join(lines) + "\n"
 
 

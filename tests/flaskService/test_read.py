@@ -17,9 +17,9 @@ from tests.helpers import assert_error, image_bytes, seed_requests
 # Numbers read through the real server: each kind in every style, 2-5 digits. The figures the
 # reader reaches on the full evaluation set are in modelTrain/cards/number.json (evaluate_numbers.py).
 PER_KIND = 36
-# The shipped number model reads these 36 per kind as: separate 35, touching 28, overlapping 27,
-# uneven 35, slant 33. The floors are about two numbers below, for float differences between machines.
-LEAST = {"separate": 33 / 36, "touching": 26 / 36, "overlapping": 25 / 36, "uneven": 33 / 36, "slant": 31 / 36}
+# The shipped number model reads these 36 per kind as: separate 35, touching 30, overlapping 29,
+# uneven 35, slant 34. The floors are about two numbers below, for float differences between machines.
+LEAST = {"separate": 33 / 36, "touching": 28 / 36, "overlapping": 27 / 36, "uneven": 33 / 36, "slant": 32 / 36}
 
 
 @pytest.fixture(scope="module")
@@ -106,8 +106,8 @@ def test_a_single_digit_is_a_one_character_text(client, mnist):
     assert body["text"] == str(mnist["y_test"][0]) and len(body["digits"]) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="the number model 000ba854ad35 drops this line's leading 9 (its frames "
-                   "say blank at 0.6): lines of 12 digits are read whole 60% of the time on validation")
+@pytest.mark.xfail(strict=True, reason="the number model 2afaf7626950 reads this line's leading 9 as a 5; it "
+                   "reads 34 of 40 such lines of 12 digits whole")
 def test_twelve_separate_digits(client, mnist):
     """A long row: the aligned tops of its 9s and 7s are not a dashed printed rule, nor the stems of
     its 1s a row of box sides (line removal erased them, and it read as 31611321114211)."""
@@ -232,11 +232,10 @@ def test_a_mark_apart_that_is_no_digit_is_not_printed(client, mnist, mark):
         assert read(client, _marked(sample.data, MARKS[mark]))["text"] == sample.text
 
 
-@pytest.mark.parametrize("shape", ["star", pytest.param("disc", marks=pytest.mark.xfail(strict=True, reason=(
-    "the number model 000ba854ad35 reads a filled disc as a digit")))])
+@pytest.mark.parametrize("shape", ["star", "disc"])
 def test_nothing_digit_like_is_no_digits(client, shape):
     """Marks that are no digit at all: 422 no_digits, never a made-up number. (Not every mark yet: a
-    cross or a plus sign is cut into pieces the model reads as digits; see the README.)"""
+    plus sign is read as a 4 and a zigzag as a row of 1s; see docs/numbers.md.)"""
     page = Image.new("L", (300, 120), 255)
     draw = ImageDraw.Draw(page)
     if shape == "star":
