@@ -318,3 +318,16 @@ def test_a_dashed_rule_under_a_row_of_digits_is_removed(row_of_digits):
     cleaned = np.asarray(preprocess._remove_lines(ImageChops.lighter(page, rule)))
     assert on_rule.sum() > width // 2 and not cleaned[on_rule].any()
     assert np.array_equal(cleaned[~on_rule], np.asarray(page)[~on_rule])
+
+
+@pytest.mark.parametrize("length", [1, 2, 3, 5, 8, 13, 64, 300])
+@pytest.mark.parametrize(("op", "pad"), [(np.minimum, 255), (np.maximum, 0)])
+def test_run_filters_are_sliding_minima_and_maxima(length, op, pad):
+    """Line removal's run filter is the min or max over a centred window of `length`, the outside
+    counted as `pad`, along the last axis of any array, transposed views included."""
+    image = np.random.default_rng(length).integers(0, 256, (23, 97)).astype(np.uint8)
+    before = (length - 1) // 2
+    for array in (image, image.T):
+        padded = np.pad(array, ((0, 0), (before, length - 1 - before)), constant_values=pad)
+        expected = np.stack([op.reduce(padded[:, i:i + length], axis=1) for i in range(array.shape[1])], axis=1)
+        assert (preprocess._run_filter(array, length, op, pad) == expected).all()
