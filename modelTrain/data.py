@@ -335,9 +335,6 @@ MAX_DIGITS = 12
 LENGTH_WEIGHTS = np.array([1.0] * 8 + [0.5] * (MAX_DIGITS - 8))
 # How neighbours sit: apart (a gap), touching (ink meets in some row), crossing (pushed further).
 GAPS = {"separate": 0.4, "touching": 0.3, "overlapping": 0.3}
-# ... chosen for each gap, or, on this share of lines, once for the whole line: a number written in
-# one joined-up stroke is a run of touching digits, which independent gaps seldom make.
-ONE_GAP_SHARE = 0.4
 SEPARATE_GAP = (1, 14)  # px at MNIST scale (a digit is ~20 px tall)
 WIDE_GAP_SHARE = 0.1  # ... and this share of gaps much wider, up to a digit's height
 OVERLAP = (1, 0.25)  # px beyond touching: 1 to this share of the narrower neighbour's width
@@ -450,13 +447,12 @@ def compose(digits, rng, marks=()):
     width = sum(p.shape[1] for p in pieces) + len(pieces) * (SEPARATE_GAP[1] + 28) + 8
     canvas = np.zeros((height, width), np.float32)
     left = 2
-    line_gap = rng.choice(list(GAPS), p=list(GAPS.values())) if rng.random() < ONE_GAP_SHARE else None
     for index, piece in enumerate(pieces):
         top = int(np.clip((height - piece.shape[0]) // 2 + rng.integers(-BASELINE_JITTER, BASELINE_JITTER + 1),
                           0, height - piece.shape[0]))
         if index:
             apart = is_mark[index] or is_mark[index - 1]
-            kind = "separate" if apart else line_gap or rng.choice(list(GAPS), p=list(GAPS.values()))
+            kind = "separate" if apart else rng.choice(list(GAPS), p=list(GAPS.values()))
             right_edge = int(np.flatnonzero(canvas.max(axis=0) > 0)[-1]) + 1
             if kind == "separate":
                 wide = rng.random() < WIDE_GAP_SHARE
