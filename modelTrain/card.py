@@ -2,7 +2,7 @@
 evaluate.py (which reports on any model the service can load): accuracy, loss, per-digit accuracy
 and confusion matrix on digits, the training history plot and the confusion-matrix plot; the
 model's speed through LiteRT and its size in multiply-adds; the input and output contracts the card
-states, and writing the model and its card.
+states, the record of a training run, and writing the model and its card.
 """
 
 import datetime
@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 from flaskService.digits.model import INPUT_SHAPE, NUM_CLASSES, sha256_of  # noqa: E402
 from flaskService.digits.predictor import to_tflite  # noqa: E402  (the conversion the service serves)
 from modelTrain import synthetic  # noqa: E402
-from modelTrain.data import DIGITS  # noqa: E402
+from modelTrain.data import AUGMENTATION, DIGITS  # noqa: E402
 
 
 def evaluate(model, x, y):
@@ -194,6 +194,28 @@ def digit_card(model, path, architecture, **sections):
         "input": INPUT_CONTRACT,
         "output": OUTPUT_CONTRACT,
         **sections,
+    }
+
+
+def training_record(args, command, history, best_epoch, seconds, temperature, *, peak_learning_rate, patience):
+    """The card's `training` section for a train.py run with arguments `args`: how it trained (its
+    `command`, optimizer, early stopping, augmentation), how it was calibrated, its history."""
+    return {
+        "command": command,
+        "epochs": args.epochs,
+        "epochs_run": len(history["loss"]),
+        "best_epoch": best_epoch,
+        "batch_size": args.batch_size,
+        "optimizer": f"adam, {peak_learning_rate} peak, 1 epoch warm-up, cosine decay",
+        "early_stopping": f"val_loss, patience {patience}, best epoch restored",
+        "augmentation": AUGMENTATION if args.augment else None,
+        "seed": args.seed,
+        "init": {"path": str(args.init), "sha256": sha256_of(args.init)} if args.init else None,
+        "seconds": seconds,
+        "calibration": {"method": "temperature scaling of the digit probabilities on the validation "
+                                  "split's digits (log loss)",
+                        "temperature": round(temperature, 4)},
+        "history": {key: [round(v, 5) for v in values] for key, values in history.items()},
     }
 
 

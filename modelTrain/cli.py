@@ -1,5 +1,6 @@
 """The command-line conventions train.py and evaluate.py share: bad arguments or data are one line
-on stderr and exit status 2, and argparse's own usage errors look the same."""
+on stderr and exit status 2, and argparse's own usage errors look the same; and the checks of what
+train.py's options name (output folders, the model to fine-tune)."""
 
 import argparse
 
@@ -27,6 +28,29 @@ def non_negative_int(text):
     if value < 0:
         raise ValueError(text)
     return value
+
+
+def make_folders(*options):
+    """Create each (option, folder) pair's folder; one that cannot be is an InputError naming it."""
+    for option, folder in options:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise InputError(f"{option} {folder}: {error.strerror}") from None
+
+
+def model_to_fine_tune(path, outputs):
+    """The model `--init` names, if the service can load it and it has `outputs` outputs."""
+    from flaskService.digits.model import ModelLoadError, load_model  # Keras: only when fine-tuning
+
+    try:
+        model = load_model(path)
+    except ModelLoadError as error:
+        raise InputError(f"--init: {error}") from None
+    if model.output_shape[-1] != outputs:
+        raise InputError(f"--init: {path} has {model.output_shape[-1]} outputs; fine-tuning needs one of "
+                         f"ours with {outputs} (ten digits, not a digit, several digits)")
+    return model
 
 
 # argparse names the type in its message: "invalid positive integer value: '0'".

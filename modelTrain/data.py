@@ -149,6 +149,14 @@ def load_data(source, seed):
     return train, test, description
 
 
+def require_enough_images(y_train, y_test, source):
+    """At least ten training images and one test image, or an InputError saying what is short."""
+    if len(y_train) < 10:
+        raise InputError(f"only {len(y_train)} training images; at least 10 are needed")
+    if not len(y_test):
+        raise InputError(f"{source}: no test images; give each digit at least 3 images")
+
+
 def split_validation(x, y, fraction, seed):
     """Random (train, validation) split of the training images."""
     order = np.random.default_rng(seed).permutation(len(y))
@@ -220,7 +228,7 @@ STROKE_GAP_SHARE = 0.08
 LOW_RESOLUTION_SHARE = 0.1
 LOW_RESOLUTION_BOX = (8, 16)
 
-# What the card records of the augmentation (train.py writes it into model.json).
+# What the card records of the augmentation (card.py's training_record puts it in model.json).
 AUGMENTATION = {
     "rotation_degrees": ROTATION_DEGREES,
     "zoom_fraction": ZOOM_FRACTION,

@@ -9,10 +9,8 @@ The shipped model is:
 
     python modelTrain/train.py --data ../shared/data/mnist.npz --seed 1
 
-`--data` takes a .npz in Keras's mnist layout (`x_train, y_train, x_test, y_test`, uint8) or a
-directory with one sub-folder per digit `0` ... `9` (or `train/0..9` and `test/0..9`) of images of
-any size and format; those go through the service's own preprocessing, so the model learns from
-exactly what it will be served. `--help` lists the rest.
+`--data` takes a mnist .npz or a folder of digit images, which go through the service's own
+preprocessing: the model learns from exactly what it will be served. `--help` lists the rest.
 """
 
 """
@@ -41,46 +39,29 @@ DOC_IMAGES = REPO_ROOT / "docs" / "images"
 # stderr, and a mistyped option should fail at once with one line.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from flaskService.digits.model import INPUT_SHAPE, NUM_CLASSES, sha256_of  # noqa: E402  (the service's contract)
+from flaskService.digits.model import INPUT_SHAPE, NUM_CLASSES  # noqa: E402  (the service's contract)
 from modelTrain import synthetic  # noqa: E402  (what is not one digit: the two extra classes)
 from modelTrain.card import (digit_accuracy, digit_card, evaluate, measure_latency, plot_confusion,  # noqa: E402
-                             plot_history, save_model, write_card)
-from modelTrain.cli import ArgumentParser, InputError, non_negative_int, positive_int  # noqa: E402
-from modelTrain.data import (AUGMENTATION, build_augmenter, load_data, rejection_class_counts,  # noqa: E402
+                             plot_history, save_model, training_record, write_card)
+from modelTrain.cli import (ArgumentParser, InputError, make_folders, model_to_fine_tune,  # noqa: E402
+                            non_negative_int, positive_int)
+from modelTrain.data import (build_augmenter, load_data, rejection_class_counts, require_enough_images,  # noqa: E402
                              split_validation, with_rejection_classes)
 
 """
 ## Prepare the data
 
-Every source ends up as float32 arrays of shape (n, 28, 28, 1) in [0, 1], white ink on black,
-MNIST-centred: the input contract of the served model. Reading the sources (a mnist .npz, a folder
-of digit images, or MNIST downloaded) and carving the test split out of a folder is
-modelTrain/data.py's `load_data`, which evaluate.py reads its test images with too.
+Every source (a mnist .npz, a folder of digit images, MNIST downloaded) becomes float32 arrays of
+shape (n, 28, 28, 1) in [0, 1], white ink on black, MNIST-centred: the served model's input
+(modelTrain/data.py's `load_data`). Beside the digits go made-up images of the two extra classes,
+"not a digit" and "several digits" (data.py's `with_rejection_classes`); with `--feedback`, the
+corrections people sent through POST /feedback, a share held out (modelTrain/corrections.py).
 """
 
 # Share of the training images held out for validation (best-epoch choice); never the test set.
 VALIDATION_FRACTION = 0.1
-
-
-"""
-### Corrections from the service (`--feedback`)
-
-What people corrected through POST /feedback joins the training images, each seen several times per
-epoch; a share is held out, so the card says how well the new model reads corrections it never
-trained on (modelTrain/corrections.py's `mix_in`).
-"""
-
+# Corrections are few, and exactly what the model got wrong: each is seen this many times per epoch.
 FEEDBACK_WEIGHT = 10
-
-"""
-### What is not one digit
-
-The classifier also learns to say "not a digit" and "several digits" (outlier exposure): beside
-the digits it sees letters, symbols, scribbles, shapes, hatching and noise drawn in code, and
-several of the split's own digits side by side (modelTrain/synthetic.py, added by data.py's
-`with_rejection_classes`). The validation split gets its own, drawn with other seeds from its own
-digits.
-"""
 
 """
 ## Build the model
@@ -152,15 +133,12 @@ def probabilities_from(logits, temperature):
 
 ARCHITECTURES = {"compact": build_compact_model, "seed": build_seed_model}
 
-"""
-People do not write like MNIST's writers: training batches go through data.py's `build_augmenter`
-(small rotations and changes of scale, thicker and thinner pens, remnants of form lines, coarse
-scans), in the input pipeline and not in the model, which stays pure inference.
-"""
-
 
 """
 ## Train the model
+
+People do not write like MNIST's writers: training batches are distorted (data.py's `build_augmenter`)
+in the input pipeline, not in the model, which stays pure inference.
 """
 
 EPOCHS = 40
@@ -218,12 +196,11 @@ def train(model, train_data, validation_data, epochs, batch_size, augment, seed,
 """
 ## Calibrate the confidence
 
-A network trained to low loss is over-confident on what it gets wrong. One temperature T, by
-which every logit is divided, is fitted on the validation split's digits to minimise the log loss
-of their digit probabilities (the ten digits' softmax, which the service answers as `probabilities`
-and `confidence`; temperature scaling, Guo et al. 2017): it changes no answer, only how sure the
-answer says it is. The saved model carries T in its `temperature` layer, so every copy of it is
-calibrated.
+A network trained to low loss is over-confident on what it gets wrong. One temperature T divides
+every logit, fitted on the validation split's digits to minimise the log loss of the ten digits'
+softmax (the service's `probabilities` and `confidence`; temperature scaling, Guo et al. 2017): it
+changes no answer, only how sure the answer says it is. The saved model carries T in its
+`temperature` layer, so every copy of it is calibrated.
 """
 
 TEMPERATURES = np.exp(np.linspace(np.log(0.25), np.log(8.0), 241))
@@ -254,42 +231,28 @@ def calibrated(model, temperature):
 
 
 """
-## Evaluate the trained model, save it and its card
+## Command line: evaluate the trained model, save it and its card
 
-Accuracy, loss, per-digit accuracy and the confusion matrix on the validation and test digits are
-modelTrain/card.py's `evaluate`, the one evaluate.py reports with; the card also gets the model's
-speed through LiteRT and its size in multiply-adds (card.py's `measure_latency`, `multiply_adds`),
-and states the model's input and output contracts. `run` below writes it all.
-"""
-
-"""
-## Command line
+`run` evaluates on the validation and test digits with modelTrain/card.py, as evaluate.py does.
 """
 
 
 def parse_args(argv=None):
-    parser = ArgumentParser(
-        prog="train.py",
-        description="Train the digit classifier and write model.h5, model.json, history.png "
-        "and confusion.png.",
-    )
-    parser.add_argument(
-        "--data", type=Path, metavar="PATH",
-        help="mnist .npz (x_train, y_train, x_test, y_test) or folder of digit sub-folders 0..9 "
-        "(default: download MNIST with keras.datasets)",
-    )
+    parser = ArgumentParser(prog="train.py", description="Train the digit classifier and write model.h5, "
+                            "model.json, history.png and confusion.png.")
+    parser.add_argument("--data", type=Path, metavar="PATH",
+                        help="mnist .npz (x_train, y_train, x_test, y_test) or folder of digit sub-folders "
+                        "0..9 (default: download MNIST with keras.datasets)")
     parser.add_argument("--arch", choices=sorted(ARCHITECTURES), default="compact",
                         help="network: compact (ours, default) or seed (the original 2020 one)")
-    parser.add_argument("--epochs", type=positive_int, default=EPOCHS,
-                        help=f"maximum epochs (default {EPOCHS})")
+    parser.add_argument("--epochs", type=positive_int, default=EPOCHS, help=f"maximum epochs (default {EPOCHS})")
     parser.add_argument("--batch-size", type=positive_int, default=BATCH_SIZE,
                         help=f"images per training step (default {BATCH_SIZE})")
     parser.add_argument("--limit", type=positive_int, metavar="N",
                         help="use only the first N training images (quick runs)")
     parser.add_argument("--seed", type=non_negative_int, default=1,
                         help="seed for splits, shuffling, initialisation, augmentation (default 1)")
-    parser.add_argument("--no-augment", dest="augment", action="store_false",
-                        help="train on the images as they are")
+    parser.add_argument("--no-augment", dest="augment", action="store_false", help="train on the images as they are")
     parser.add_argument("--feedback", metavar="SOURCE",
                         help="also train on corrections sent to the service: its FEEDBACK_DB URL, or "
                         "the zip (or unzipped folder) GET /feedback/export returns")
@@ -319,19 +282,12 @@ def main(argv=None):
 
 def run(args, command):
     plots = args.plots or (DOC_IMAGES if args.out.resolve() == SHIPPED else args.out)
-    for option, folder in (("--out", args.out), ("--plots", plots)):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise InputError(f"{option} {folder}: {error.strerror}") from None
+    make_folders(("--out", args.out), ("--plots", plots))
 
     (x_train, y_train), (x_test, y_test), data = load_data(args.data, args.seed)
     if args.limit:
         x_train, y_train = x_train[: args.limit], y_train[: args.limit]
-    if len(y_train) < 10:
-        raise InputError(f"only {len(y_train)} training images; at least 10 are needed")
-    if not len(y_test):
-        raise InputError(f"{args.data}: no test images; give each digit at least 3 images")
+    require_enough_images(y_train, y_test, args.data)
     train_digits, validation_digits = split_validation(x_train, y_train, VALIDATION_FRACTION, args.seed)
     feedback = None
     if args.feedback:
@@ -351,27 +307,14 @@ def run(args, command):
     # TensorFlow's deterministic kernels (multi-threaded reductions otherwise vary run to run).
     keras.utils.set_random_seed(args.seed)
     tf.config.experimental.enable_op_determinism()
-    if args.init:
-        from flaskService.digits.model import ModelLoadError, load_model
-
-        try:
-            model = load_model(args.init)
-        except ModelLoadError as error:
-            raise InputError(f"--init: {error}") from None
-        if model.output_shape[-1] != synthetic.CLASSES:
-            raise InputError(f"--init: {args.init} has {model.output_shape[-1]} outputs; fine-tuning needs one of "
-                             f"ours with {synthetic.CLASSES} (ten digits, not a digit, several digits)")
-    else:
-        model = ARCHITECTURES[args.arch]()
+    model = model_to_fine_tune(args.init, synthetic.CLASSES) if args.init else ARCHITECTURES[args.arch]()
     model.summary()
     if feedback:
         feedback["held_out_accuracy_before"] = digit_accuracy(model, *feedback["held_out"]) if args.init else None
 
     started = time.monotonic()
-    history, best_epoch = train(
-        model, train_data, validation_data, args.epochs, args.batch_size, args.augment, args.seed,
-        FINE_TUNE_LEARNING_RATE if args.init else PEAK_LEARNING_RATE,
-    )
+    history, best_epoch = train(model, train_data, validation_data, args.epochs, args.batch_size, args.augment,
+                                args.seed, FINE_TUNE_LEARNING_RATE if args.init else PEAK_LEARNING_RATE)
     training_seconds = round(time.monotonic() - started, 1)
     temperature = fit_temperature(model, *validation_digits)
     model = calibrated(model, temperature)
@@ -384,33 +327,16 @@ def run(args, command):
     validation = evaluate(model, *validation_digits)
     test = evaluate(model, x_test, y_test)
     latency = measure_latency(model)
-    print(
-        f"validation accuracy {validation['accuracy']:.4f}, test accuracy {test['accuracy']:.4f} "
-        f"({test['images']} images), LiteRT {latency['median_ms']} ms/image"
-    )
+    print(f"validation accuracy {validation['accuracy']:.4f}, test accuracy {test['accuracy']:.4f} "
+          f"({test['images']} images), LiteRT {latency['median_ms']} ms/image")
 
     model_path = args.out / "model.h5"
     save_model(model, model_path)
     card = digit_card(
         model, model_path, args.arch,
         data={**data, "limit": args.limit},
-        training={
-            "command": command,
-            "epochs": args.epochs,
-            "epochs_run": len(history["loss"]),
-            "best_epoch": best_epoch,
-            "batch_size": args.batch_size,
-            "optimizer": f"adam, {PEAK_LEARNING_RATE} peak, 1 epoch warm-up, cosine decay",
-            "early_stopping": f"val_loss, patience {PATIENCE}, best epoch restored",
-            "augmentation": AUGMENTATION if args.augment else None,
-            "seed": args.seed,
-            "init": {"path": str(args.init), "sha256": sha256_of(args.init)} if args.init else None,
-            "seconds": training_seconds,
-            "calibration": {"method": "temperature scaling of the digit probabilities on the validation "
-                                      "split's digits (log loss)",
-                            "temperature": round(temperature, 4)},
-            "history": {key: [round(v, 5) for v in values] for key, values in history.items()},
-        },
+        training=training_record(args, command, history, best_epoch, training_seconds, temperature,
+                                 peak_learning_rate=PEAK_LEARNING_RATE, patience=PATIENCE),
         validation={key: validation[key] for key in ("images", "accuracy", "loss")},
         test=test,
         feedback=feedback,
@@ -418,10 +344,8 @@ def run(args, command):
     )
     write_card(args.out / "model.json", card)
     plot_history(history, best_epoch, plots / "history.png")
-    plot_confusion(
-        test["confusion_matrix"], plots / "confusion.png",
-        f"{args.arch} {card['version']}: test accuracy {test['accuracy']:.2%}",
-    )
+    plot_confusion(test["confusion_matrix"], plots / "confusion.png",
+                   f"{args.arch} {card['version']}: test accuracy {test['accuracy']:.2%}")
     print(f"wrote {model_path} (version {card['version']}) and model.json to {args.out}, "
           f"history.png and confusion.png to {plots}")
 
