@@ -35,7 +35,7 @@ import json  # noqa: E402
 import numpy as np  # noqa: E402
 
 from flaskService.digits.model import ModelLoadError, check_model_file, load_model, sha256_of  # noqa: E402
-from modelTrain.card import evaluate, plot_confusion  # noqa: E402
+from modelTrain.card import evaluate, plot_confusion, write_card  # noqa: E402
 from modelTrain.cli import ArgumentParser, InputError, positive_int  # noqa: E402
 from modelTrain.data import DIGITS, download_mnist, load_folder, load_npz  # noqa: E402
 
@@ -131,7 +131,7 @@ def run(args):
         if args.card:
             card = json.loads(args.card.read_text()) if args.card.is_file() else {}
             card["evaluation"] = figures
-            args.card.write_text(json.dumps(card, indent=2) + "\n")
+            write_card(args.card, card)
             print(f"figures written to {args.card}")
 
 

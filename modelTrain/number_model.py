@@ -40,6 +40,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from flaskService.digits import sequence  # noqa: E402
 from flaskService.digits.model import sha256_of  # noqa: E402
 from modelTrain import data  # noqa: E402
+from modelTrain.card import save_model, write_card  # noqa: E402
 
 """
 ## Prepare the data
@@ -233,12 +234,6 @@ def serving_model(model, temperature):
     return keras.Model(model.input, probabilities, name="number_reader")
 
 
-def save_model(model, path):
-    partial = path.with_name(f".{path.stem}.partial.h5")
-    model.save(partial, include_optimizer=False)
-    os.replace(partial, path)
-
-
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="number_model.py", description="Train the number reader.")
     parser.add_argument("--data", type=Path, required=True, metavar="PATH", help="mnist .npz (Keras layout)")
@@ -301,7 +296,7 @@ def main(argv=None):
         "validation": {"exact_match": round(exact_match(logits, validation_data[1]), 4),
                        "per_length": per_length(logits, validation_data[1])},
     }
-    (args.out / "number_model.json").write_text(json.dumps(card, indent=2) + "\n")
+    write_card(args.out / "number_model.json", card)
     (args.out / "number_model.checkpoint.keras").unlink(missing_ok=True)
     print(json.dumps(card["validation"]), flush=True)
     return 0
