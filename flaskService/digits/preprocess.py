@@ -62,6 +62,8 @@ MIN_DASH = 2  # px: a shorter "dash" is a speck of noise by a stroke's edge
 # fades out before one edge, but reaches the other.)
 SIBLING = 0.8  # a line shorter than this share of the longest along the same axis ...
 EDGE = 0.05  # ... that comes no nearer than this share of the image to either end is a stroke
+ANCHOR_GAP = 0.12  # share of the image's short side by which a line's end may miss the line across (a
+# blurred corner fades out of both runs)
 WHOLE = 0.9  # a lone line must cross this much of the image ...
 LONE_LEFT = 0.3  # ... and leave this share of the ink
 MIN_INK = 16  # pixels: less ink than this left once the lines are gone is a blank form
@@ -366,8 +368,8 @@ def _remove_lines(difference):
     ink = np.asarray(difference)
     threshold = max(_otsu(difference.histogram()) // 2, 1)  # faint lines too
     inked = ink >= threshold
-    found = {1: _family(_lines_along(ink, threshold, LINE_LENGTH, inked.sum(axis=1))),
-             0: _family(_lines_along(ink.T, threshold, LINE_LENGTH, inked.sum(axis=0)))}
+    found = _anchored({1: _family(_lines_along(ink, threshold, LINE_LENGTH, inked.sum(axis=1))),
+                       0: _family(_lines_along(ink.T, threshold, LINE_LENGTH, inked.sum(axis=0)))})
     counts = {axis: _line_count(mask) for axis, mask in found.items()}
     cleaned = ink.copy()
     for axis, mask in found.items():
@@ -520,6 +522,39 @@ def _family(mask):
     for top, bottom in zip(starts[inside], stops[inside]):
         mask[top:bottom] = False
     return mask
+
+
+def _anchored(found):
+    """`found` (line masks per axis, the columns' transposed) without the lines that end in the open:
+    with lines across them, printed lines end at the image's edges or at a line across (a box's
+    corner, a grid's crossing). Touching digits chain their bars and tops into a long run, and their
+    stems into runs across it, but such a run ends in a digit's stroke, away from any stem."""
+    if found[0] is None or found[1] is None:
+        return found
+    for _ in range(2):  # a line dropped on one axis may leave a line across it in the open
+        dropped = False
+        for axis in (1, 0):
+            mask, across = found[axis], found[1 - axis]
+            if mask is None or across is None:
+                continue
+            across = across.T  # in `mask`'s orientation
+            width = mask.shape[1]
+            reach = max(_line_width(mask), _line_width(across.T)) + int(ANCHOR_GAP * min(mask.shape))
+            for top, bottom in zip(*_line_rows(mask)):
+                columns = np.flatnonzero(mask[top:bottom].any(axis=0))
+                ends = columns[[0, -1]]
+                if ends[1] + 1 - ends[0] >= WHOLE * width:
+                    continue
+                band = across[max(top - reach, 0):bottom + reach].any(axis=0)
+                anchored = [end < EDGE * width or end >= (1 - EDGE) * width
+                            or band[max(end - reach, 0):end + reach + 1].any() for end in ends]
+                if not all(anchored):
+                    mask[top:bottom] = False
+                    dropped = True
+            found[axis] = mask if mask.any() else None
+        if not dropped:
+            break
+    return found
 
 
 def _longest(mask):

@@ -320,6 +320,24 @@ def test_a_dashed_rule_under_a_row_of_digits_is_removed(row_of_digits):
     assert np.array_equal(cleaned[~on_rule], np.asarray(page)[~on_rule])
 
 
+# Numbers of the evaluation set whose bars and tops, touching, chain into runs as long as half the
+# image, with their digits' stems standing across them: line removal took them for a row of boxes.
+CHAINED = [(57, "overlapping", "white_on_black_jpeg"), (287, "overlapping", "coloured_pen"),
+           (302, "overlapping", "paper_png"), (407, "overlapping", "coloured_pen"),
+           (871, "touching", "paper_png"), (1126, "touching", "coloured_pen")]
+
+
+@pytest.mark.parametrize(("index", "kind", "style"), CHAINED)
+def test_line_removal_keeps_the_chained_strokes_of_touching_digits(mnist, monkeypatch, index, kind, style):
+    """A printed line meets the lines across it at its ends (a box's corner) or runs to the image's
+    edge; a chain of touching digits' strokes ends in a stroke. Line removal leaves these numbers as
+    they were (it cut their bars and stems, and 1885550 was read as 18855)."""
+    data = number(mnist, index, kind, style).data
+    ink = preprocess.find_ink(preprocess.decode_image(data))
+    monkeypatch.setattr(preprocess, "_remove_lines", lambda difference: difference)
+    assert np.array_equal(ink.pixels, preprocess.find_ink(preprocess.decode_image(data)).pixels)
+
+
 @pytest.mark.parametrize("length", [1, 2, 3, 5, 8, 13, 64, 300])
 @pytest.mark.parametrize(("op", "pad"), [(np.minimum, 255), (np.maximum, 0)])
 def test_run_filters_are_sliding_minima_and_maxima(length, op, pad):
