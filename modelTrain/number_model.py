@@ -127,7 +127,7 @@ def ctc_loss(labels, logits):
 ## Train the model
 """
 
-EPOCHS = 5
+EPOCHS = 4
 BATCH_SIZE = 64
 PEAK_LEARNING_RATE = 2e-3
 
