@@ -346,12 +346,14 @@ GAPS = {"separate": 0.4, "touching": 0.3, "overlapping": 0.3}
 SEPARATE_GAP = (1, 14)  # px at MNIST scale (a digit is ~20 px tall)
 WIDE_GAP_SHARE = 0.1  # ... and this share of gaps much wider, up to a digit's height
 OVERLAP = (1, 0.25)  # px beyond touching: 1 to this share of the narrower neighbour's width
-SIZE_JITTER = 0.15  # each digit scaled by 1 +- this
+SIZE_JITTER = 0.15  # each digit scaled by 1 +- up to this ...
 # Each digit's own shape, so that ~22,000 training digits look like more: narrower or wider, and
 # turned a little (degrees).
 WIDTH_JITTER = 0.2
 ROTATION = 8
-BASELINE_JITTER = 3  # px up or down per digit
+BASELINE_JITTER = 3  # ... and moved up or down by up to this many px
+# How much a line's digits vary in size, turn and baseline is drawn per line, from none to the most above:
+# with none, every digit fills the strip's height, as a number written along a ruler does.
 SLANT = (-0.3, 0.4)  # shear of the whole line (x moves by slant * height)
 SLANT_SHARE = 0.35
 STROKE_SHARE = 0.3  # share of lines drawn with a thicker or thinner pen
@@ -394,14 +396,14 @@ def _resized(ink, factor):
     return np.asarray(Image.fromarray(ink, "F").resize(size, Image.Resampling.BILINEAR))
 
 
-def _reshaped(ink, rng):
-    """A digit's ink scaled by 1 +- SIZE_JITTER, its width by a further 1 +- WIDTH_JITTER, and
-    turned by up to ROTATION degrees; cut to its box."""
-    factor = 1 + rng.uniform(-SIZE_JITTER, SIZE_JITTER)
+def _reshaped(ink, rng, wander=1.0):
+    """A digit's ink scaled by 1 +- wander * SIZE_JITTER, its width by a further 1 +- WIDTH_JITTER,
+    and turned by up to wander * ROTATION degrees; cut to its box."""
+    factor = 1 + wander * rng.uniform(-SIZE_JITTER, SIZE_JITTER)
     size = (max(1, round(ink.shape[1] * factor * (1 + rng.uniform(-WIDTH_JITTER, WIDTH_JITTER)))),
             max(1, round(ink.shape[0] * factor)))
     image = Image.fromarray(ink, "F").resize(size, Image.Resampling.BILINEAR)
-    turned = np.asarray(image.rotate(rng.uniform(-ROTATION, ROTATION), Image.Resampling.BILINEAR, expand=True))
+    turned = np.asarray(image.rotate(wander * rng.uniform(-ROTATION, ROTATION), Image.Resampling.BILINEAR, expand=True))
     return np.clip(crop_ink(turned), 0, 1)
 
 
@@ -445,18 +447,20 @@ def mark(rng):
 def compose(digits, rng, marks=()):
     """28x28 uint8 MNIST digits -> one float32 line of ink (white on black, [0, 1]) holding them left
     to right, spaced, sized and slanted at random; `marks` (ink) go at random places among them."""
-    pieces = [_reshaped(crop(d), rng) for d in digits]
+    wander = rng.uniform(0, 1)
+    pieces = [_reshaped(crop(d), rng, wander) for d in digits]
     is_mark = [False] * len(pieces)
     for ink in marks:  # apart from its neighbours: a mark touching a digit could be part of it
         at = int(rng.integers(0, len(pieces) + 1))
         pieces.insert(at, ink)
         is_mark.insert(at, True)
-    height = max(p.shape[0] for p in pieces) + 2 * BASELINE_JITTER + 4
+    baseline = round(wander * BASELINE_JITTER)
+    height = max(p.shape[0] for p in pieces) + 2 * baseline + 4
     width = sum(p.shape[1] for p in pieces) + len(pieces) * (SEPARATE_GAP[1] + 28) + 8
     canvas = np.zeros((height, width), np.float32)
     left = 2
     for index, piece in enumerate(pieces):
-        top = int(np.clip((height - piece.shape[0]) // 2 + rng.integers(-BASELINE_JITTER, BASELINE_JITTER + 1),
+        top = int(np.clip((height - piece.shape[0]) // 2 + rng.integers(-baseline, baseline + 1),
                           0, height - piece.shape[0]))
         if index:
             apart = is_mark[index] or is_mark[index - 1]
