@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 
 from flaskService.digits.model import ModelLoadError, check_model_file, load_model, sha256_of  # noqa: E402
 from modelTrain.card import evaluate, plot_confusion, write_card  # noqa: E402
-from modelTrain.cli import ArgumentParser, InputError, positive_int  # noqa: E402
+from modelTrain.cli import ArgumentParser, InputError, make_folders, positive_int  # noqa: E402
 from modelTrain.data import DIGITS, download_mnist, load_folder, load_npz  # noqa: E402
 
 REJECTION_PER_KIND = 300
@@ -108,10 +108,7 @@ def main(argv=None):
 def run(args):
     # Check the model file and the data before TensorFlow starts: bad input fails at once.
     check_model_file(args.model)
-    try:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise InputError(f"--out {args.out}: {error.strerror}") from None
+    make_folders(("--out", args.out.parent))
     x, y, source = load_test_data(args.data)
 
     model = load_model(args.model)
