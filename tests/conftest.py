@@ -95,7 +95,7 @@ def clear_digits(mnist, predictor):
     """{digit: [28x28 uint8 MNIST test images]}: ones the model reads right, sure, as a plain PNG page.
     The model is being retrained; "predicted right" must not depend on its hardest digits."""
     from flaskService.digits.preprocess import preprocess_image
-    from tests.flaskService.hostile import corpus
+    from tests import corpus
 
     images, labels = mnist["x_test"][:1500], mnist["y_test"][:1500]
     arrays = np.stack([preprocess_image(corpus.png_grey(image)[0]) for image in images])

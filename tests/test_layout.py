@@ -1,6 +1,7 @@
 """The test tree's layout: conftest.py files hold fixtures, helpers live in plain modules the tests
-import (tests/helpers.py, or a folder's own module such as tests/flaskService/hostile/load.py), and
-no module under tests/ imports a test module or a conftest.py (pytest finds fixtures without imports)."""
+import (tests/helpers.py, tests/load.py, or a folder's own module such as
+tests/dockerFlaskService/containers/engine.py), and no module under tests/ imports a test module or
+a conftest.py (pytest finds fixtures without imports)."""
 import ast
 
 from tests.helpers import ROOT

@@ -16,7 +16,7 @@ from flaskService.digits.model import sha256_of
 from flaskService.digits.predictor import Predictor, conversion_path
 from flaskService.digits.preprocess import preprocess_image
 from tests.helpers import MODEL_PATH, NUMBER_MODEL_PATH, SHARED_DATA, gunicorn_start_error, image_bytes
-from tests.flaskService.hostile import load
+from tests import load
 
 SEED_MODEL = SHARED_DATA / "seed_model.h5"
 

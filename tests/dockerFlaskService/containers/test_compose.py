@@ -21,7 +21,7 @@ from tests.dockerFlaskService.containers.engine import (NGINX_IMAGE, PODMAN, POS
                                                          environment, podman, stand_in)
 from tests.dockerFlaskService.containers.image import SEED_CANVAS, post_seed_canvas
 from tests.helpers import COMPOSE, DASHBOARD, DOCKER_COMPOSE, POSTGRES_PASSWORD, free_port, queries
-from tests.flaskService.hostile import load
+from tests import load
 
 PROJECT = "digits-containers-test"
 # A stack with load and kills: CI runs it (`-m "not slow"` skips it locally). Its first test may

@@ -17,7 +17,7 @@ from flaskService.digits.model import sha256_of
 from flaskService.digits.predictor import Predictor
 from flaskService.digits.preprocess import preprocess_image
 from tests.helpers import MODEL_PATH, SHARED_DATA, assert_error, free_port, image_bytes
-from tests.flaskService.hostile import load
+from tests import load
 
 
 def correction(png, label):

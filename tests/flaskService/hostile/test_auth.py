@@ -4,7 +4,7 @@ import pytest
 from flaskService import create_app
 from flaskService.config import from_environment
 from tests.helpers import assert_error
-from tests.flaskService.hostile import corpus
+from tests import corpus
 
 KEYS = ("key-one", "key-two")
 METRICS_KEYS = ("scrape-key",)

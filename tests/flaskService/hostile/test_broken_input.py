@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from tests.helpers import assert_error
-from tests.flaskService.hostile import corpus
+from tests import corpus
 from tests.flaskService.hostile.client import post
 
 MIB = 1024 * 1024

@@ -10,7 +10,8 @@ import pytest
 import requests
 
 from tests.helpers import Server, assert_error
-from tests.flaskService.hostile import batches, corpus
+from tests import corpus
+from tests.flaskService.hostile import batches
 
 LIMIT = 384 * 2**20  # a replica's memory limit in compose and Kubernetes, bytes
 SIDE = 4000  # 16 megapixels: MAX_PIXELS and MAX_REQUEST_PIXELS by default

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from tests.helpers import Server, assert_error
-from tests.flaskService.hostile import corpus, load
+from tests import corpus, load
 
 KEY = "crash-test-key"
 GRACEFUL_TIMEOUT = 20  # gunicorn.conf.py

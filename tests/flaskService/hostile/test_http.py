@@ -6,7 +6,7 @@ import time
 import pytest
 import requests
 
-from tests.flaskService.hostile import corpus
+from tests import corpus
 
 SECONDS = 5.0  # how long a refusal may take to arrive before we call it a hang
 

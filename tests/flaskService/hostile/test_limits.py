@@ -7,7 +7,8 @@ from PIL import ImageFile
 from flaskService import create_app
 from flaskService.config import ConfigError, from_environment
 from tests.helpers import assert_error
-from tests.flaskService.hostile import batches, corpus
+from tests import corpus
+from tests.flaskService.hostile import batches
 
 # MAX_REQUEST_PIXELS: three of the `seven` below, exactly.
 LOW = {"MAX_CONTENT_LENGTH": "60000", "MAX_PIXELS": "40000", "MAX_IMAGES": "3", "MAX_FORM_PARTS": "5",

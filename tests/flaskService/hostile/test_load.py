@@ -2,7 +2,7 @@
 import pytest
 import requests
 
-from tests.flaskService.hostile import corpus, load
+from tests import corpus, load
 
 REQUESTS = 2100
 

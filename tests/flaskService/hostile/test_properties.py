@@ -14,7 +14,7 @@ from flaskService import create_app
 from flaskService.digits.errors import ImageError
 from flaskService.digits.preprocess import preprocess_image, preprocess_pixels
 from tests.helpers import assert_error, image_bytes
-from tests.flaskService.hostile import corpus
+from tests import corpus
 
 # Locally every run explores new examples; in CI the examples are fixed, so a landing never hangs on
 # a draw of luck (a counterexample found locally becomes a test of its own).

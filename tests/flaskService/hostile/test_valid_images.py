@@ -6,7 +6,7 @@ import pytest
 import requests
 
 from flaskService.digits.preprocess import preprocess_image
-from tests.flaskService.hostile import corpus
+from tests import corpus
 from tests.flaskService.hostile.client import post
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import requests
 
-from tests.flaskService.hostile import corpus
+from tests import corpus
 
 CONCURRENCY = 16
 
