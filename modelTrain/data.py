@@ -346,7 +346,7 @@ GAPS = {"separate": 0.4, "touching": 0.3, "overlapping": 0.3}
 SEPARATE_GAP = (1, 14)  # px at MNIST scale (a digit is ~20 px tall)
 WIDE_GAP_SHARE = 0.1  # ... and this share of gaps much wider, up to a digit's height
 OVERLAP = (1, 0.25)  # px beyond touching: 1 to this share of the narrower neighbour's width
-SIZE_JITTER = 0.15  # each digit scaled by 1 +- up to this ...
+SIZE_JITTER = 0.25  # each digit scaled by 1 +- up to this ...
 # Each digit's own shape, so that ~22,000 training digits look like more: narrower or wider, and
 # turned a little (degrees).
 WIDTH_JITTER = 0.2
