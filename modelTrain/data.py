@@ -396,7 +396,7 @@ def _resized(ink, factor):
     return np.asarray(Image.fromarray(ink, "F").resize(size, Image.Resampling.BILINEAR))
 
 
-def _reshaped(ink, rng, wander=1.0):
+def _reshaped(ink, rng, wander):
     """A digit's ink scaled by 1 +- wander * SIZE_JITTER, its width by a further 1 +- WIDTH_JITTER,
     and turned by up to wander * ROTATION degrees; cut to its box."""
     factor = 1 + wander * rng.uniform(-SIZE_JITTER, SIZE_JITTER)

@@ -537,9 +537,9 @@ def _anchored(found):
             mask, across = found[axis], found[1 - axis]
             if mask is None or across is None:
                 continue
-            across = across.T  # in `mask`'s orientation
             width = mask.shape[1]
-            reach = max(_line_width(mask), _line_width(across.T)) + int(ANCHOR_GAP * min(mask.shape))
+            reach = max(_line_width(mask), _line_width(across)) + int(ANCHOR_GAP * min(mask.shape))
+            across = across.T  # in `mask`'s orientation
             for top, bottom in zip(*_line_rows(mask)):
                 columns = np.flatnonzero(mask[top:bottom].any(axis=0))
                 ends = columns[[0, -1]]
