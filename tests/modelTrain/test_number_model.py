@@ -38,6 +38,26 @@ def test_training_and_validation_digits_are_disjoint(mnist):
     assert len(train) + len(validation) == len(y)
 
 
+def test_batches_hold_lines_of_one_width_cut_after_their_ink(mnist):
+    from modelTrain import number_model
+
+    x, y = mnist
+    strips, _ = data.number_lines(x, y, np.arange(len(y)), 300, seed=7)
+    widths = number_model.widths_needed(strips)
+    assert set(widths) <= set(range(number_model.WIDTH_STEP, sequence.LINE_WIDTH + 1, number_model.WIDTH_STEP))
+    assert len(set(widths)) > 1  # short lines are cut short
+    for strip, width in zip(strips, widths):
+        inked = np.flatnonzero(strip.max(axis=0) > sequence.THRESHOLD * 255)
+        # Nothing inked is cut off, and the cut keeps an empty margin unless the strip is full width.
+        assert inked[-1] < width
+        assert width == sequence.LINE_WIDTH or inked[-1] + number_model.RIGHT_MARGIN < width
+    batches = number_model.batches(widths, np.random.default_rng(0))
+    assert sorted(np.concatenate(batches)) == list(range(len(strips)))  # every line once
+    assert all(len(set(widths[batch])) == 1 and len(batch) <= number_model.BATCH_SIZE for batch in batches)
+    again = number_model.batches(widths, np.random.default_rng(1))
+    assert [list(b) for b in again] != [list(b) for b in batches]  # each pass is shuffled
+
+
 def test_a_short_run_writes_the_model_and_its_card(run, mnist_npz, tmp_path):
     result = run("number_model.py", "--data", mnist_npz, "--lines", "600", "--validation-lines", "100",
                  "--epochs", "1", "--out", tmp_path)
