@@ -148,8 +148,8 @@ def widths_needed(strips):
 
 
 def batches(widths, rng=None):
-    """Index arrays of batches whose lines share a width; shuffled within widths and in order when
-    `rng` is given."""
+    """Index arrays of batches whose lines share a width. With `rng`, the lines are shuffled within
+    each width and the batches among themselves."""
     order = rng.permutation(len(widths)) if rng is not None else np.arange(len(widths))
     groups = [order[widths[order] == width] for width in np.unique(widths)]
     chunks = [group[i:i + BATCH_SIZE] for group in groups for i in range(0, len(group), BATCH_SIZE)]
