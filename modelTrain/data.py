@@ -373,6 +373,11 @@ PAPERS = ((250, 250, 250), (240, 236, 225), (225, 228, 232), (255, 253, 240))
 RULES = ((140, 170, 220), (170, 170, 170), (220, 120, 120), (120, 120, 120))
 
 
+# Share of the MNIST training digits held out from the number model's training lines: they compose its
+# validation lines, and the numbers `evaluate_numbers.py --split heldout` tunes on.
+HELD_OUT_FRACTION = 0.1
+
+
 def split_digits(y, validation_fraction, seed):
     """Indices of the MNIST training digits for training and for validation, disjoint."""
     order = np.random.default_rng(seed).permutation(len(y))

@@ -9,8 +9,9 @@ Run from the repository root:
 
     python modelTrain/evaluate_numbers.py flaskService/number_model.h5 --data ../shared/data/mnist.npz
 
-`--split train` composes the numbers from MNIST's *training* digits instead: the set tuning may
-use, so the test split stays unseen. Tesseract is Debian's
+`--split heldout` composes the numbers from the MNIST training digits that number_model.py held
+out of its training lines (with `--seed`, its seed): the set to tune on, so the test split stays
+unseen. `--split train` takes all training digits, most of which training saw. Tesseract is Debian's
 `tesseract-ocr` (5.x), called as a user would: a digits whitelist and `--psm 7` (one text line).
 """
 
@@ -35,6 +36,7 @@ from flaskService.digits import preprocess, sequence  # noqa: E402
 from flaskService.digits.errors import ImageError  # noqa: E402
 from flaskService.config import SETTINGS  # noqa: E402
 from flaskService.digits.predictor import Predictor  # noqa: E402
+from modelTrain import data as training_data  # noqa: E402
 from modelTrain.evalsets.numbers import KINDS, evaluation_set  # noqa: E402
 
 CARD = REPO_ROOT / "modelTrain" / "cards" / "number.json"
@@ -118,15 +120,21 @@ def main(argv=None):
     parser.add_argument("number_model", type=Path, help="the number model (flaskService/number_model.h5)")
     parser.add_argument("--data", type=Path, default=REPO_ROOT.parent / "shared" / "data" / "mnist.npz")
     parser.add_argument("--count", type=int, default=1200)
-    parser.add_argument("--split", choices=("test", "train"), default="test")
+    parser.add_argument("--split", choices=("test", "heldout", "train"), default="test")
+    parser.add_argument("--seed", type=int, default=1, help="the number model's training seed (--split heldout)")
     parser.add_argument("--no-tesseract", action="store_true")
     parser.add_argument("--card", type=Path, default=CARD, help="where to write the card ('-' for none)")
     parser.add_argument("--errors", type=int, default=15, help="wrong readings to print")
     args = parser.parse_args(argv)
 
     # The set: modelTrain/evalsets/numbers.py composes from the split it is given; the test split by default.
+    source = "test" if args.split == "test" else "train"
     with np.load(args.data) as data:
-        mnist = {"x_test": data[f"x_{args.split}"], "y_test": data[f"y_{args.split}"]}
+        x, y = data[f"x_{source}"], data[f"y_{source}"]
+    if args.split == "heldout":
+        _, held_out = training_data.split_digits(y, training_data.HELD_OUT_FRACTION, args.seed)
+        x, y = x[held_out], y[held_out]
+    mnist = {"x_test": x, "y_test": y}
     numbers = evaluation_set(mnist, args.count)
     number_predictor = Predictor.from_path(args.number_model, contract=sequence.NUMBERS)
     number_predictor.warm_up()
@@ -173,7 +181,8 @@ def main(argv=None):
             "number_model": {"path": str(args.number_model), "version": number_predictor.version,
                              "sha256": number_predictor.sha256},
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "data": {"source": str(args.data), "split": args.split, "numbers": len(numbers),
+            "data": {"source": str(args.data), "split": args.split, **({"seed": args.seed} if args.split == "heldout" else {}),
+                     "numbers": len(numbers),
                      "generator": "modelTrain/evalsets/numbers.py", "kinds": list(KINDS)},
             "targets": TARGETS,
             "command": "python modelTrain/evaluate_numbers.py " + " ".join(argv if argv is not None else sys.argv[1:]),

@@ -50,7 +50,6 @@ a training step spends on it, so the lines are made once, up front, by every cor
 takes passes over them.
 """
 
-VALIDATION_FRACTION = 0.1
 TRAIN_LINES = 90_000
 VALIDATION_LINES = 3_000
 CHUNK = 2_000  # lines per task of the process pool
@@ -286,7 +285,7 @@ def main(argv=None):
     args = parse_args(argv)
     started = time.monotonic()
     x, y = load_digits(args.data)
-    train_pool, validation_pool = data.split_digits(y, VALIDATION_FRACTION, args.seed)
+    train_pool, validation_pool = data.split_digits(y, data.HELD_OUT_FRACTION, args.seed)
     train_data = make_lines(x, y, train_pool, args.lines, (args.seed, 0), args.workers)
     validation_data = make_lines(x, y, validation_pool, args.validation_lines, (args.seed, 1), args.workers)
     composed = time.monotonic()
@@ -321,7 +320,7 @@ def main(argv=None):
         "temperature": temperature,
         "data": {"source": str(args.data), "digits": "MNIST training split",
                  "training_lines": int(len(train_data[1])), "validation_lines": int(len(validation_data[1])),
-                 "validation_digits": f"{VALIDATION_FRACTION:.0%} of the training digits, seed {args.seed}",
+                 "validation_digits": f"{data.HELD_OUT_FRACTION:.0%} of the training digits, seed {args.seed}",
                  "lengths": [1, data.MAX_DIGITS], "styled_share": data.STYLED_SHARE},
         "training": {"epochs": len(history["loss"]), "batch_size": BATCH_SIZE,
                      "best_validation_loss": round(float(min(history["val_loss"])), 4),

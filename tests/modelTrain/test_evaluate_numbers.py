@@ -22,6 +22,16 @@ def test_evaluate_numbers_prints_the_table_and_writes_the_card(run, mnist_npz, t
     assert card["tesseract"]["version"].startswith("tesseract")
 
 
+def test_heldout_numbers_come_from_the_digits_number_model_held_out(run, mnist_npz, tmp_path):
+    card_path = tmp_path / "number.json"
+    result = run("evaluate_numbers.py", NUMBER_MODEL_PATH, "--data", mnist_npz, "--count", "10", "--split", "heldout",
+                 "--seed", "3", "--no-tesseract", "--card", card_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "10 numbers from MNIST heldout digits" in result.stdout
+    card = json.loads(card_path.read_text())
+    assert card["data"]["split"] == "heldout" and card["data"]["seed"] == 3
+
+
 def test_the_shipped_card_matches_the_shipped_model():
     """modelTrain/cards/number.json was measured with the models that ship beside it."""
     import hashlib
