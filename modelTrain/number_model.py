@@ -162,6 +162,7 @@ def dataset(strips, labels, shuffle, seed):
 
     widths = widths_needed(strips)
     rng = np.random.default_rng(seed) if shuffle else None
+    count = len(batches(widths))
 
     def generate():
         for chunk in batches(widths, rng):
@@ -169,19 +170,21 @@ def dataset(strips, labels, shuffle, seed):
 
     signature = (tf.TensorSpec((None, sequence.LINE_HEIGHT, None, 1), tf.float32),
                  tf.TensorSpec((None, labels.shape[1]), tf.int32))
-    return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(4)
+    ds = tf.data.Dataset.from_generator(generate, output_signature=signature)
+    return ds.apply(tf.data.experimental.assert_cardinality(count)).prefetch(4)
 
 
 def train(model, train_data, validation_data, epochs, seed, checkpoint):
     import keras
 
-    steps = epochs * len(batches(widths_needed(train_data[0])))
+    train_batches = dataset(*train_data, True, seed)
+    steps = epochs * int(train_batches.cardinality())
     schedule = keras.optimizers.schedules.CosineDecay(0.0, steps, warmup_target=PEAK_LEARNING_RATE,
                                                       warmup_steps=min(1000, steps // 10))
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss=ctc_loss)
     # Each epoch's best model is on disk at once: a run stopped early still leaves one.
     callbacks = [keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_loss", save_best_only=True)]
-    history = model.fit(dataset(*train_data, True, seed), validation_data=dataset(*validation_data, False, seed),
+    history = model.fit(train_batches, validation_data=dataset(*validation_data, False, seed),
                         epochs=epochs, callbacks=callbacks, verbose=2)
     return keras.models.load_model(checkpoint, compile=False), history.history
 
