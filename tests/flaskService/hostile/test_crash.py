@@ -36,7 +36,7 @@ def running(pid):
     """The process exists and is not a zombie (a killed worker's sockets are closed by then)."""
     try:
         return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # reaped between the open and the read
         return False
 
 
