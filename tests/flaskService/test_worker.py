@@ -40,26 +40,43 @@ def server_connections(port):
 
 
 class Client:
-    """One keep-alive connection (http.client reconnects by itself after "Connection: close")."""
+    """One keep-alive connection (http.client reconnects by itself after "Connection: close").
+
+    Like browsers and urllib3, it sends a request once more on a new connection when the server
+    closed a reused one before answering: a server may close an idle kept-alive connection at any
+    time (RFC 9112, 9.3.1), and a draining worker does after a few seconds."""
 
     def __init__(self, server, tag):
         self.connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
         self.tag = tag
         self.answers = []  # (status, digit or None, request id)
         self.errors = []
+        self.reused = False  # the connection has carried an answer
 
     def send(self, body, count):
         for _ in range(count):
             request_id = f"{self.tag}-{uuid.uuid4().hex}"
-            try:
-                self.connection.request("POST", "/predict", body=body,
-                                        headers={"Content-Type": "image/png", "X-Request-ID": request_id})
-                response = self.connection.getresponse()
-                answer = json.loads(response.read())
-                self.answers.append((response.status, answer.get("digit"), request_id))
-            except (OSError, http.client.HTTPException) as e:
-                self.errors.append(repr(e))
-                self.connection.close()
+            for attempt in range(2):
+                try:
+                    self.connection.request("POST", "/predict", body=body,
+                                            headers={"Content-Type": "image/png", "X-Request-ID": request_id})
+                    response = self.connection.getresponse()
+                    answer = json.loads(response.read())
+                    self.answers.append((response.status, answer.get("digit"), request_id))
+                    self.reused = not response.will_close
+                    break
+                except ConnectionError as e:  # RemoteDisconnected is one too
+                    self.connection.close()
+                    if attempt == 0 and self.reused:  # closed by the server before it read the request
+                        self.reused = False
+                        continue
+                    self.errors.append(repr(e))
+                    break
+                except (OSError, http.client.HTTPException) as e:
+                    self.errors.append(repr(e))
+                    self.connection.close()
+                    self.reused = False
+                    break
 
     def close(self):
         self.connection.close()
