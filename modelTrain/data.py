@@ -158,10 +158,9 @@ def require_enough_images(y_train, y_test, source):
 
 
 def split_validation(x, y, fraction, seed):
-    """Random (train, validation) split of the training images."""
-    order = np.random.default_rng(seed).permutation(len(y))
-    n_validation = max(1, round(len(y) * fraction))
-    validation, train = order[:n_validation], order[n_validation:]
+    """Random (train, validation) split of the training images (split_digits: the number model, with
+    the same fraction and seed, holds out the same digits)."""
+    train, validation = split_digits(y, fraction, seed)
     return (x[train], y[train]), (x[validation], y[validation])
 
 
@@ -381,7 +380,7 @@ HELD_OUT_FRACTION = 0.1
 def split_digits(y, validation_fraction, seed):
     """Indices of the MNIST training digits for training and for validation, disjoint."""
     order = np.random.default_rng(seed).permutation(len(y))
-    cut = round(len(y) * validation_fraction)
+    cut = max(1, round(len(y) * validation_fraction))
     return order[cut:], order[:cut]
 
 

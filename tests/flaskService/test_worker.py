@@ -56,27 +56,29 @@ class Client:
     def send(self, body, count):
         for _ in range(count):
             request_id = f"{self.tag}-{uuid.uuid4().hex}"
-            for attempt in range(2):
+            reused = self.reused
+            try:
                 try:
-                    self.connection.request("POST", "/predict", body=body,
-                                            headers={"Content-Type": "image/png", "X-Request-ID": request_id})
-                    response = self.connection.getresponse()
-                    answer = json.loads(response.read())
-                    self.answers.append((response.status, answer.get("digit"), request_id))
-                    self.reused = not response.will_close
-                    break
-                except ConnectionError as e:  # RemoteDisconnected is one too
-                    self.connection.close()
-                    if attempt == 0 and self.reused:  # closed by the server before it read the request
-                        self.reused = False
-                        continue
-                    self.errors.append(repr(e))
-                    break
-                except (OSError, http.client.HTTPException) as e:
-                    self.errors.append(repr(e))
-                    self.connection.close()
-                    self.reused = False
-                    break
+                    self._exchange(body, request_id)
+                except ConnectionError:  # RemoteDisconnected is one too
+                    if not reused:
+                        raise
+                    self._exchange(body, request_id)  # the server closed it before reading the request
+            except (OSError, http.client.HTTPException) as e:
+                self.errors.append(repr(e))
+
+    def _exchange(self, body, request_id):
+        try:
+            self.connection.request("POST", "/predict", body=body,
+                                    headers={"Content-Type": "image/png", "X-Request-ID": request_id})
+            response = self.connection.getresponse()
+            answer = json.loads(response.read())
+        except Exception:
+            self.connection.close()
+            self.reused = False
+            raise
+        self.answers.append((response.status, answer.get("digit"), request_id))
+        self.reused = not response.will_close
 
     def close(self):
         self.connection.close()
