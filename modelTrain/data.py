@@ -360,7 +360,7 @@ STROKE_SHARE = 0.3  # share of lines drawn with a thicker or thinner pen
 # smudge, a letter or symbol, a doodle. Some lines hold only marks, and their label is empty.
 MARKED_SHARE = 0.2
 ONLY_MARKS_SHARE = 0.04
-MARK_KINDS = {"dash": 0.3, "dot": 0.15, "glyph": 0.2, "shapes": 0.1, "figures": 0.1, "blob": 0.05, "hatching": 0.05,
+MARK_KINDS = {"dash": 0.25, "disc": 0.05, "dot": 0.15, "glyph": 0.2, "shapes": 0.1, "figures": 0.1, "blob": 0.05, "hatching": 0.05,
               "noise": 0.05}
 STYLED_SHARE = 0.6  # share of lines painted as an upload and read back with find_ink; the rest stay clean
 # A painted line whose inked columns, read back, match the clean line's less than this (intersection
@@ -428,6 +428,14 @@ def _fonts():
     return synthetic.training_fonts()
 
 
+def _disc(rng):
+    """A filled disc or oval: a blot, a stamp, a full stop drawn big. A 0 has a hole."""
+    image = Image.new("L", (64, 64), 0)
+    width, height = rng.uniform(24, 60, 2)
+    ImageDraw.Draw(image).ellipse((32 - width / 2, 32 - height / 2, 32 + width / 2, 32 + height / 2), fill=255)
+    return image
+
+
 def mark(rng):
     """Ink of a mark that is no digit, cut to its box, about a digit's size (a dash or dot smaller)."""
     kind = rng.choice(list(MARK_KINDS), p=list(MARK_KINDS.values()))
@@ -437,7 +445,7 @@ def mark(rng):
         ink = np.zeros((int(thick) + 2, int(length) + 2), np.float32)
         ink[1:-1, 1:-1] = 1.0
         return ink
-    makers = {"glyph": lambda: synthetic.glyph(rng, _fonts()), "shapes": lambda: synthetic.shapes(rng),
+    makers = {"disc": lambda: _disc(rng), "glyph": lambda: synthetic.glyph(rng, _fonts()), "shapes": lambda: synthetic.shapes(rng),
               "figures": lambda: synthetic.figures(rng), "blob": lambda: synthetic.blob(rng),
               "hatching": lambda: synthetic.hatching(rng), "noise": lambda: synthetic.noise(rng)}
     for _ in range(10):
