@@ -166,6 +166,13 @@ def numbers_table(cards):
                                                   sorted(result["per_style"].items())))
         if parts:
             lines.append(f"- `{name}` " + "; ".join(parts) + ".")
+        if "confidence" in result:
+            confidence = result["confidence"]
+            lines.append(f"- `{name}` number confidence: {pct(confidence['mean'], 1)} on average for {pct(confidence['exact'], 1)} "
+                         "read exactly; " + "; ".join(
+                             f"{pct(taken['share'], 1)} of numbers read at {level} or more"
+                             + (f", {pct(taken['exact'], 1)} of those exactly" if taken["exact"] is not None else "")
+                             for level, taken in confidence["at_least"].items()) + ".")
     return "\n".join(lines) + "\n"
 
 

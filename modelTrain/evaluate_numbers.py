@@ -42,20 +42,25 @@ from modelTrain.evalsets.numbers import KINDS, evaluation_set  # noqa: E402
 CARD = REPO_ROOT / "modelTrain" / "cards" / "number.json"
 TESSERACT = ["tesseract", "stdin", "stdout", "--psm", "7", "-c", "tessedit_char_whitelist=0123456789"]
 TIMING_LENGTH = 4  # CPU time is reported for numbers of this many digits
+CONFIDENCE_LEVELS = (0.5, 0.9, 0.99)  # numbers' confidences a caller might take a reading at without a look
 TARGETS = {"separate": 0.98, "touching": 0.95, "overlapping": 0.95, "per_digit": 0.995, "ms_per_4_digits": 5.0}
 
 
 def read_all(numbers, read_number):
-    """`read_number`'s text for each number, and CPU seconds per number (decoding included)."""
-    texts, seconds = [], []
+    """`read_number`'s text and confidence for each number (an error's confidence is 0), and CPU
+    seconds per number (decoding included)."""
+    texts, confidences, seconds = [], [], []
     for number in numbers:
         started = time.process_time()
         try:
-            texts.append(read_number(preprocess.decode_image(number.data)).text)
+            reading = read_number(preprocess.decode_image(number.data))
+            texts.append(reading.text)
+            confidences.append(reading.confidence)
         except ImageError as e:
             texts.append(f"<{e.code}>")
+            confidences.append(0.0)
         seconds.append(time.process_time() - started)
-    return texts, seconds
+    return texts, confidences, seconds
 
 
 def tesseract(data):
@@ -96,6 +101,22 @@ def score(numbers, texts):
         **{f"per_{name}": {key: round(float(np.mean(values)), 4) for key, values in sorted(table.items())}
            for name, table in by.items()},
     }
+
+
+def by_confidence(numbers, texts, confidences):
+    """The numbers' confidence against their being read exactly: its mean beside the exact share
+    (the two agree when it is calibrated) and, for a caller who takes a reading only at or above
+    each of CONFIDENCE_LEVELS and sends the rest to a person, the share taken and how many of those
+    are exact."""
+    exact = np.array([text == number.text for number, text in zip(numbers, texts)])
+    confidences = np.asarray(confidences, np.float64)
+    taken = {}
+    for level in CONFIDENCE_LEVELS:
+        kept = confidences >= level
+        taken[f"{level:g}"] = {"share": round(float(kept.mean()), 4),
+                               "exact": round(float(exact[kept].mean()), 4) if kept.any() else None}
+    return {"mean": round(float(confidences.mean()), 4), "exact": round(float(exact.mean()), 4),
+            "at_least": taken}
 
 
 def error_kinds(numbers, texts):
@@ -145,9 +166,11 @@ def main(argv=None):
     # a separate process, and by far the slowest).
     results, all_texts = {}, {}
     for name, read_number in readers.items():
-        texts, seconds = all_texts[name] = read_all(numbers, read_number)
+        texts, confidences, seconds = read_all(numbers, read_number)
+        all_texts[name] = texts
         results[name] = score(numbers, texts)
         results[name]["errors"] = error_kinds(numbers, texts)
+        results[name]["confidence"] = by_confidence(numbers, texts, confidences)
         timed = [s for n, s in zip(numbers, seconds) if len(n.text) == TIMING_LENGTH]
         results[name]["cpu_ms_per_4_digit_number"] = {"median": round(1000 * float(np.median(timed)), 2),
                                                       "p90": round(1000 * float(np.percentile(timed, 90)), 2)}
@@ -170,7 +193,12 @@ def main(argv=None):
     for name in readers:
         print(f"{name}: CPU ms per {TIMING_LENGTH}-digit number {results[name]['cpu_ms_per_4_digit_number']}; "
               f"wrong readings per kind {results[name]['errors']}")
-        wrong = [(n, t) for n, t in zip(numbers, all_texts[name][0]) if t != n.text]
+        confidence = results[name]["confidence"]
+        print(f"{name}: mean confidence {confidence['mean']:.2%} for {confidence['exact']:.2%} exact; " + "; ".join(
+            f"at {level} or more {taken['share']:.2%} of numbers"
+            + (f", {taken['exact']:.2%} of them exact" if taken["exact"] is not None else "")
+            for level, taken in confidence["at_least"].items()))
+        wrong = [(n, t) for n, t in zip(numbers, all_texts[name]) if t != n.text]
         for number, text in wrong[:args.errors]:
             print(f"  {number.kind:>11} {number.style:>19} {number.text:>9} -> {text}")
 

@@ -50,7 +50,7 @@ a training step spends on it, so the lines are made once, up front, by every cor
 takes passes over them.
 """
 
-TRAIN_LINES = 90_000
+TRAIN_LINES = 135_000
 VALIDATION_LINES = 3_000
 CHUNK = 2_000  # lines per task of the process pool
 
@@ -320,7 +320,7 @@ def main(argv=None):
         "sha256": sha256_of(path),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": shlex.join(["python", "modelTrain/number_model.py", *argv]),
-        "architecture": "6 convolutions (BatchNorm, ReLU), 3 frame convolutions (2 residual), dense; CTC; no recurrent layer",
+        "architecture": "6 convolutions (BatchNorm, ReLU, spatial dropout), 3 frame convolutions (2 residual), dense; CTC; no recurrent layer",
         "parameters": int(model.count_params()),
         "input": {"shape": [sequence.LINE_HEIGHT, sequence.LINE_WIDTH, 1], "dtype": "float32",
                   "range": [0.0, 1.0], "polarity": "white ink on black",

