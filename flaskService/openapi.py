@@ -117,9 +117,9 @@ _READ = {
         "summary": "Read the whole number (1 to 12 digits) written in one or more images",
         "description": (
             "The same request forms and limits as `/predict` (a 28x28 `pixels` array is read as a small "
-            "image). The digits are found by segmentation (connected strokes, cuts between touching "
-            "neighbours) and each is read by the digit model: `text` left to right, `confidence` the "
-            "probability that the whole text is right (the product of the digits'), and per digit its "
+            "image). The number model reads the whole line of writing in one pass (a convolutional "
+            "network with CTC), digits apart, touching or overlapping: `text` left to right, `confidence` "
+            "the probability that the whole text is right, and per digit its "
             "box `[x, y, w, h]` in the uploaded image's pixels. A mark standing apart that the model says is "
             "not a digit (a dash, a smudge) is left out; an image with nothing else is 422 `no_digits`. "
             "A list in, a list out."),
@@ -325,7 +325,8 @@ SCHEMAS = {
         "type": "object", "required": ["text", "confidence", "digits"], "properties": {
             "text": {"type": "string", "pattern": "^[0-9]+$", "examples": ["2026"]},
             "confidence": {"type": "number", "minimum": 0, "maximum": 1,
-                           "description": "The probability that the whole text is right: the product of the digits'."},
+                           "description": "The probability that the whole text is right: the model's probability of "
+                                          "the text, summed over every way its frames can spell it (CTC), calibrated."},
             "digits": {"type": "array", "items": _ref("ReadDigit"), "minItems": 1, "description": "Left to right."},
             "image": {"type": "string",
                       "description": "With ?debug=1: the image (at most 640 px on its longest side) with the boxes "

@@ -70,6 +70,24 @@ def greedy_decode(probabilities):
     return reads
 
 
+def text_probability(probabilities, digits):
+    """The probability of the text `digits` under (FRAMES, CLASSES) frame probabilities: CTC's, the
+    sum over every way the frames can spell it (Graves et al. 2006, the forward pass). Unlike the
+    digits' own confidences, it falls when a read digit may be a mark, a stray stroke or half of
+    its neighbour, so it is the chance that the whole number is right."""
+    path = np.full(2 * len(digits) + 1, BLANK)  # blank, first digit, blank, ..., last digit, blank
+    path[1::2] = np.asarray(digits, np.int64) + 1
+    # A digit may follow the digit before it straight away, without a blank, unless they are equal.
+    jump = np.zeros(len(path), bool)
+    jump[3::2] = path[3::2] != path[1:-2:2]
+    alpha = np.zeros(len(path))
+    alpha[:2] = probabilities[0, path[:2]]
+    for frame in probabilities[1:, path]:
+        before = np.concatenate(([0.0, 0.0], alpha))  # alpha moved one and two steps along the path
+        alpha = (alpha + before[1:-1] + jump * before[:-2]) * frame
+    return float(alpha[-2:].sum())
+
+
 def text_of(probabilities):
     """The digits greedy decoding reads, as a string."""
     return "".join(str(read.digit) for read in greedy_decode(probabilities))
@@ -79,6 +97,8 @@ Digit = namedtuple("Digit", "digit confidence probabilities digit_score is_digit
 Digit.__doc__ = """A digit of a number, as /read answers it: `box` [x, y, w, h] in the uploaded image's
 pixels; `input` the columns of the strip the model read it from."""
 Reading = namedtuple("Reading", "text confidence digits")
+Reading.__doc__ = """A number as /read answers it: `confidence` is the probability of the whole text
+(text_probability), calibrated with the model's temperature."""
 
 
 def read_number(image, frames_of, min_digit_score):
@@ -110,7 +130,7 @@ def read_number(image, frames_of, min_digit_score):
         digits.append(Digit(read.digit, float(read.probabilities[read.digit]), read.probabilities, digit_score,
                             is_digit, None if is_digit else "not_a_digit", upload, line.input[:, x:x + w]))
     text = "".join(str(d.digit) for d in digits)
-    return Reading(text, float(np.prod([d.confidence for d in digits])), digits)
+    return Reading(text, text_probability(probabilities, [d.digit for d in digits]), digits)
 
 
 def _ink_box(columns, left, frames):

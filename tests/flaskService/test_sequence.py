@@ -1,13 +1,15 @@
 """flaskService/digits/sequence.py: a line of ink -> the number model's strip, frame probabilities -> digits."""
+import itertools
+
 import numpy as np
 import pytest
 
 from flaskService.digits import sequence
 
 
-def frames(labels):
-    """One-hot frame probabilities for a list of classes (0 blank, d + 1 digit d)."""
-    probabilities = np.full((sequence.FRAMES, sequence.CLASSES), 0.001, np.float32)
+def frames(labels, floor=0.001):
+    """One-hot frame probabilities for a list of classes (0 blank, d + 1 digit d), `floor` for the others."""
+    probabilities = np.full((sequence.FRAMES, sequence.CLASSES), floor, np.float64)
     for frame, label in enumerate(labels):
         probabilities[frame, label] = 1.0
     probabilities[len(labels):, sequence.BLANK] = 1.0
@@ -31,6 +33,36 @@ def test_each_read_digit_has_its_frames_and_ten_probabilities():
     for read in reads:
         assert read.probabilities.shape == (10,) and read.probabilities.argmax() == read.digit
         assert read.probabilities.sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def every_alignments_probability(probabilities, digits):
+    """The text's probability the long way: every sequence of frame classes that greedy decoding
+    turns into `digits`, its frames' probabilities multiplied, summed."""
+    total = 0.0
+    for path in itertools.product(range(probabilities.shape[1]), repeat=len(probabilities)):
+        runs = [label for label, _ in itertools.groupby(path)]
+        if [label - 1 for label in runs if label != sequence.BLANK] == list(digits):
+            total += np.prod(probabilities[np.arange(len(path)), path])
+    return total
+
+
+@pytest.mark.parametrize("digits", ([], [0], [1, 1], [0, 2], [2, 2, 1], [1, 0, 1]))
+def test_text_probability_sums_every_alignment_of_the_text(digits):
+    probabilities = np.random.default_rng(len(digits)).dirichlet(np.ones(4), 7)  # blank and digits 0-2, 7 frames
+    assert sequence.text_probability(probabilities, digits) == pytest.approx(
+        every_alignments_probability(probabilities, digits), rel=1e-9)
+
+
+def test_a_digit_that_may_be_no_digit_lowers_the_numbers_confidence_not_its_own():
+    sure = frames([0, 2, 2, 0, 3, 0], floor=1e-6)
+    unsure = sure.copy()
+    unsure[4] = 0.0
+    unsure[4, [sequence.BLANK, 3]] = 0.45, 0.55  # the 2 may be a blank: "1" or "12"
+    reads = sequence.greedy_decode(unsure)
+    assert [r.digit for r in reads] == [1, 2] and reads[1].probabilities[2] > 0.99
+    assert sequence.text_probability(sure, [1, 2]) > 0.99
+    assert sequence.text_probability(unsure, [1, 2]) == pytest.approx(0.55, abs=0.01)
+    assert sequence.text_probability(unsure, [1]) == pytest.approx(0.45, abs=0.01)
 
 
 def test_a_line_is_scaled_to_the_strip_height_and_left_aligned():

@@ -313,9 +313,10 @@ def test_number_model_metadata(triton_client):
 
 
 @pytest.mark.parametrize("binary", (True, False))
-def test_number_model_reads_numbers(triton_client, numbers, binary):
-    """Three numbers of 3, 1 and 5 digits in one BYTES tensor: their texts, and per digit the digit,
-    its confidence and its box, padded with -1 (and 0) to the longest number."""
+def test_number_model_reads_numbers(triton_client, client, numbers, binary):
+    """Three numbers of 3, 1 and 5 digits in one BYTES tensor: their texts and confidences as /read
+    gives them, and per digit the digit, its confidence and its box, padded with -1 (and 0) to the
+    longest number."""
     encoded = [n.data if binary else base64.b64encode(n.data) for n in numbers]
     outputs = [triton.InferRequestedOutput(name, binary_data=binary)
                for name in ("text", "confidence", "digits", "digit_confidences", "boxes")]
@@ -331,7 +332,9 @@ def test_number_model_reads_numbers(triton_client, numbers, binary):
         assert "".join(map(str, digits[row, :length])) == sample.text and (digits[row, length:] == -1).all()
         assert (boxes[row, length:] == -1).all() and (confidences[row, length:] == 0).all()
         assert (boxes[row, :length, 2:] > 0).all() and (np.diff(boxes[row, :length, 0]) > 0).all()
-        assert result.as_numpy("confidence")[row] == pytest.approx(np.prod(confidences[row, :length]), rel=1e-5)
+        read = client.post("/read", data=sample.data, content_type="image/png").json
+        assert result.as_numpy("confidence")[row] == pytest.approx(read["confidence"], rel=1e-5)
+        assert confidences[row, :length] == pytest.approx([d["confidence"] for d in read["digits"]], rel=1e-5)
 
 
 def test_number_model_only_takes_encoded_images(triton_client, client):

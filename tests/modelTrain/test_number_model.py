@@ -75,3 +75,41 @@ def test_a_short_run_writes_the_model_and_its_card(run, mnist_npz, tmp_path):
     probabilities = model.predict(np.zeros((2, sequence.LINE_HEIGHT, sequence.LINE_WIDTH, 1), np.float32), verbose=0)
     assert probabilities.shape == (2, sequence.FRAMES, sequence.CLASSES)
     assert np.allclose(probabilities.sum(axis=-1), 1, atol=1e-4)
+
+
+def noisy_lines(count, seed):
+    """Logits of `count` lines whose frames spell 1-4 digits, blurred by noise, and their labels,
+    a fifth of them with a digit the frames do not say: a reader sure of itself is wrong there."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0, 1.5, (count, sequence.FRAMES, sequence.CLASSES))
+    labels = np.full((count, data.MAX_DIGITS), -1, np.int32)
+    for line in range(count):
+        digits = rng.integers(0, 10, rng.integers(1, 5))
+        logits[line, :, sequence.BLANK] += 4
+        for i, digit in enumerate(digits):
+            logits[line, 6 * i + 2:6 * i + 5, digit + 1] += 8
+        labels[line, :len(digits)] = digits
+        if rng.random() < 0.2:
+            labels[line, 0] = (digits[0] + 1) % 10
+    return logits, labels
+
+
+def test_the_temperature_is_the_one_under_which_true_texts_are_likeliest():
+    from modelTrain import number_model
+
+    logits, labels = noisy_lines(200, seed=1)
+    temperature = number_model.fit_temperature(logits, labels)
+    assert number_model.TEMPERATURES[0] < temperature < number_model.TEMPERATURES[-1]
+    # Sharper logits need a proportionally higher temperature (10 steps of the grid: exactly a grid value).
+    step = number_model.TEMPERATURES[1] / number_model.TEMPERATURES[0]
+    assert number_model.fit_temperature(logits * step ** 10, labels) == pytest.approx(temperature * step ** 10)
+
+
+def test_the_ctc_loss_is_minus_the_log_of_the_services_text_probability():
+    from modelTrain import number_model
+
+    logits, labels = noisy_lines(20, seed=2)
+    losses = np.asarray(number_model.ctc_loss(labels, logits))
+    texts = number_model.texts(labels)
+    for frames, text, loss in zip(number_model.softmax(logits), texts, losses):
+        assert np.exp(-loss) == pytest.approx(sequence.text_probability(frames, [int(d) for d in text]), rel=1e-4)
