@@ -17,7 +17,7 @@ import io
 import zipfile
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from flaskService.digits import preprocess, sequence
 from flaskService.digits.errors import ImageError
@@ -362,6 +362,11 @@ MARKED_SHARE = 0.2
 ONLY_MARKS_SHARE = 0.04
 MARK_KINDS = {"dash": 0.25, "disc": 0.05, "dot": 0.15, "glyph": 0.2, "shapes": 0.1, "figures": 0.1, "blob": 0.05, "hatching": 0.05,
               "noise": 0.05}
+# Lines whose digits are printed, not handwritten (a meter's counter, an amount on a receipt, a
+# form's printed number): set in one training font, as 28x28 digits that then go where MNIST's would.
+PRINTED_SHARE = 0.1
+PRINTED_HEIGHT = 20  # px in the 28x28 field, as tall as an MNIST digit
+PRINTED_GAPS = {"separate": 0.8, "touching": 0.2, "overlapping": 0.0}  # type sits apart, or just touches when bold
 STYLED_SHARE = 0.6  # share of lines painted as an upload and read back with find_ink; the rest stay clean
 # A painted line whose inked columns, read back, match the clean line's less than this (intersection
 # over union) lost a digit to line removal (a 1 beside a box's edge): its label would be wrong.
@@ -436,6 +441,28 @@ def _disc(rng):
     return image
 
 
+def printed_digits(labels, rng):
+    """The digits `labels` set in one training font (sometimes bold), each as a 28x28 uint8 image
+    like an MNIST digit's: PRINTED_HEIGHT px tall, centred."""
+    fonts = _fonts()
+    font = ImageFont.truetype(str(fonts[rng.integers(len(fonts))]), 64)
+    bold = int(rng.integers(0, 3))
+    images = []
+    for label in labels:
+        image = Image.new("L", (128, 128), 0)
+        ImageDraw.Draw(image).text((64, 64), str(label), fill=255, font=font, anchor="mm", stroke_width=bold, stroke_fill=255)
+        ink = crop_ink(np.asarray(image, np.float32) / 255)
+        factor = PRINTED_HEIGHT / ink.shape[0]
+        if ink.shape[1] * factor > INPUT_SHAPE[1] - 2:  # a wide digit in a wide font: as wide as the field allows
+            factor = (INPUT_SHAPE[1] - 2) / ink.shape[1]
+        ink = np.clip(_resized(ink, factor), 0, 1)
+        field = np.zeros(INPUT_SHAPE[:2], np.float32)
+        top, left = (INPUT_SHAPE[0] - ink.shape[0]) // 2, (INPUT_SHAPE[1] - ink.shape[1]) // 2
+        field[top:top + ink.shape[0], left:left + ink.shape[1]] = ink
+        images.append(np.round(field * 255).astype(np.uint8))
+    return images
+
+
 def mark(rng):
     """Ink of a mark that is no digit, cut to its box, about a digit's size (a dash or dot smaller)."""
     kind = rng.choice(list(MARK_KINDS), p=list(MARK_KINDS.values()))
@@ -456,9 +483,10 @@ def mark(rng):
     return np.ones((3, 10), np.float32)
 
 
-def compose(digits, rng, marks=()):
+def compose(digits, rng, marks=(), gaps=GAPS):
     """28x28 uint8 MNIST digits -> one float32 line of ink (white on black, [0, 1]) holding them left
-    to right, spaced, sized and slanted at random; `marks` (ink) go at random places among them."""
+    to right, spaced (`gaps`: how often neighbours sit apart, touch or cross), sized and slanted at
+    random; `marks` (ink) go at random places among them."""
     wander = rng.uniform(0, 1)
     pieces = [_reshaped(crop(d), rng, wander) for d in digits]
     is_mark = [False] * len(pieces)
@@ -476,7 +504,7 @@ def compose(digits, rng, marks=()):
                           0, height - piece.shape[0]))
         if index:
             apart = is_mark[index] or is_mark[index - 1]
-            kind = "separate" if apart else rng.choice(list(GAPS), p=list(GAPS.values()))
+            kind = "separate" if apart else rng.choice(list(gaps), p=list(gaps.values()))
             right_edge = int(np.flatnonzero(canvas.max(axis=0) > 0)[-1]) + 1
             if kind == "separate":
                 wide = rng.random() < WIDE_GAP_SHARE
@@ -586,7 +614,9 @@ def number_line(x, y, indices, rng):
     model's input as uint8, its label), or None when the service's preprocessing would find no
     writing in it."""
     marks = [mark(rng) for _ in range(int(rng.integers(1, 3)))] if rng.random() < MARKED_SHARE or not len(indices) else []
-    strip = sequence.line_input(compose([x[i] for i in indices], rng, marks))
+    printed = len(indices) and rng.random() < PRINTED_SHARE
+    digits = printed_digits(y[indices], rng) if printed else [x[i] for i in indices]
+    strip = sequence.line_input(compose(digits, rng, marks, PRINTED_GAPS if printed else GAPS))
     if strip is None or not (strip.input > sequence.THRESHOLD).any():  # a thinner pen left only faint ink
         return None
     if rng.random() < STYLED_SHARE:

@@ -2,8 +2,9 @@
 Title: Evaluate the number reader (POST /read) against Tesseract
 Description: Whole-number exact match per kind, length and style, per-digit accuracy and CPU time
 of the number reader (flaskService.digits.sequence with the number model) on handwritten numbers composed
-from MNIST *test* digits (modelTrain/evalsets/numbers.py), with Tesseract OCR reading the same
-images in the same run. Writes the card modelTrain/cards/number.json.
+from MNIST *test* digits (modelTrain/evalsets/numbers.py), and on printed numbers set in fonts
+training never uses, with Tesseract OCR reading the same images in the same run. Writes the card
+modelTrain/cards/number.json.
 
 Run from the repository root:
 
@@ -37,7 +38,7 @@ from flaskService.digits.errors import ImageError  # noqa: E402
 from flaskService.config import SETTINGS  # noqa: E402
 from flaskService.digits.predictor import Predictor  # noqa: E402
 from modelTrain import data as training_data  # noqa: E402
-from modelTrain.evalsets.numbers import KINDS, evaluation_set  # noqa: E402
+from modelTrain.evalsets.numbers import KINDS, evaluation_set, printed_set  # noqa: E402
 
 CARD = REPO_ROOT / "modelTrain" / "cards" / "number.json"
 TESSERACT = ["tesseract", "stdin", "stdout", "--psm", "7", "-c", "tessedit_char_whitelist=0123456789"]
@@ -141,6 +142,7 @@ def main(argv=None):
     parser.add_argument("number_model", type=Path, help="the number model (flaskService/number_model.h5)")
     parser.add_argument("--data", type=Path, default=REPO_ROOT.parent / "shared" / "data" / "mnist.npz")
     parser.add_argument("--count", type=int, default=1200)
+    parser.add_argument("--printed", type=int, default=300, help="printed numbers, beside the handwritten ones")
     parser.add_argument("--split", choices=("test", "heldout", "train"), default="test")
     parser.add_argument("--seed", type=int, default=1, help="the number model's training seed (--split heldout)")
     parser.add_argument("--no-tesseract", action="store_true")
@@ -157,6 +159,7 @@ def main(argv=None):
         x, y = x[held_out], y[held_out]
     mnist = {"x_test": x, "y_test": y}
     numbers = evaluation_set(mnist, args.count)
+    printed = printed_set(args.printed)
     number_predictor = Predictor.from_path(args.number_model, contract=sequence.NUMBERS)
     number_predictor.warm_up()
     min_digit_score = SETTINGS["MIN_DIGIT_SCORE"][0]
@@ -171,20 +174,23 @@ def main(argv=None):
         results[name] = score(numbers, texts)
         results[name]["errors"] = error_kinds(numbers, texts)
         results[name]["confidence"] = by_confidence(numbers, texts, confidences)
+        results[name]["printed"] = score(printed, read_all(printed, read_number)[0])["exact_match"]
         timed = [s for n, s in zip(numbers, seconds) if len(n.text) == TIMING_LENGTH]
         results[name]["cpu_ms_per_4_digit_number"] = {"median": round(1000 * float(np.median(timed)), 2),
                                                       "p90": round(1000 * float(np.percentile(timed, 90)), 2)}
     if not args.no_tesseract:
         with ThreadPoolExecutor(2) as pool:
             tesseract_texts = list(pool.map(tesseract, (n.data for n in numbers)))
+            tesseract_printed = list(pool.map(tesseract, (n.data for n in printed)))
         results["tesseract"] = {"version": tesseract_version(), "command": " ".join(TESSERACT),
-                                **score(numbers, tesseract_texts)}
+                                **score(numbers, tesseract_texts),
+                                "printed": score(printed, tesseract_printed)["exact_match"]}
 
     print(f"{len(numbers)} numbers from MNIST {args.split} digits; number model {args.number_model} "
           f"({number_predictor.version})")
     print(f"{'':>12} " + " ".join(f"{name:>10}" for name in results))
     rows = [("all", "exact_match", None), ("per digit", "per_digit", None)]
-    rows += [(kind, "per_kind", kind) for kind in KINDS]
+    rows += [(kind, "per_kind", kind) for kind in KINDS] + [("printed", "printed", None)]
     rows += [(f"{length} digits", "per_length", length) for length in sorted(results["sequence"]["per_length"], key=int)]
     rows += [(style, "per_style", style) for style in sorted(results["sequence"]["per_style"])]
     for label, key, sub in rows:
@@ -210,7 +216,7 @@ def main(argv=None):
                              "sha256": number_predictor.sha256},
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "data": {"source": str(args.data), "split": args.split, **({"seed": args.seed} if args.split == "heldout" else {}),
-                     "numbers": len(numbers),
+                     "numbers": len(numbers), "printed_numbers": len(printed),
                      "generator": "modelTrain/evalsets/numbers.py", "kinds": list(KINDS)},
             "targets": TARGETS,
             "command": "python modelTrain/evaluate_numbers.py " + " ".join(argv if argv is not None else sys.argv[1:]),

@@ -10,16 +10,21 @@ Each number has 2-8 digits of one kind:
 Then it is scaled up 2-5x onto a page with margins and painted in one of the user styles of
 renders.py (paper, photo JPEG, canvas, coloured pen, scan, white on black). Every number has
 its own seed, (SEED, index), so any one of them can be rebuilt alone.
+
+The printed numbers (printed_set) are 3-8 digits set as text in the evaluation fonts, which
+training never uses (a meter's counter, an amount on a receipt), painted in the same styles.
 """
 from collections import namedtuple
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
+from modelTrain.evalsets.nondigits import eval_fonts
 from modelTrain.evalsets.renders import STYLES, paint
 
 KINDS = ("separate", "touching", "overlapping", "uneven", "slant")
 SEED = 15
+PRINTED_SEED = 16
 MARGIN = 6  # px around the composed digits, at MNIST scale
 
 Number = namedtuple("Number", "data text kind style boxes")  # boxes: [x, y, w, h] per digit, in the image's pixels
@@ -111,3 +116,23 @@ def render(layers, style, rng):
         boxes.append([round(pad_x + cols[0] * factor), round(pad_y + rows[0] * factor),
                       round((cols[-1] + 1 - cols[0]) * factor), round((rows[-1] + 1 - rows[0]) * factor)])
     return paint(page, style, rng), boxes
+
+
+def printed_set(count=300, lengths=(3, 8)):
+    """`count` printed numbers, the styles taken in turn, lengths uniform in `lengths` (inclusive)."""
+    return [printed_number(index, STYLES[index % len(STYLES)], lengths) for index in range(count)]
+
+
+def printed_number(index, style, lengths=(3, 8)):
+    """Printed number `index`: random digits set in an evaluation font at 24-120 px, turned by up
+    to 3 degrees, with the seed (PRINTED_SEED, index)."""
+    rng = np.random.default_rng((PRINTED_SEED, index))
+    text = "".join(str(d) for d in rng.integers(0, 10, int(rng.integers(lengths[0], lengths[1] + 1))))
+    fonts = eval_fonts()
+    font = ImageFont.truetype(str(fonts[rng.integers(len(fonts))]), int(rng.integers(24, 121)))
+    left, top, right, bottom = font.getbbox(text)
+    pad_x, pad_y = (int(rng.uniform(0.1, 0.6) * (bottom - top)) + 2 for _ in range(2))
+    mask = Image.new("L", (right - left + 2 * pad_x, bottom - top + 2 * pad_y), 0)
+    ImageDraw.Draw(mask).text((pad_x - left, pad_y - top), text, fill=255, font=font)
+    mask = mask.rotate(rng.uniform(-3, 3), resample=Image.Resampling.BICUBIC)
+    return Number(paint(mask, style, rng), text, "printed", style, [])

@@ -47,6 +47,15 @@ def test_numbers_are_the_measured_images(mnist, index, kind, style, digest, text
     assert (sha256(number.data), number.text) == (digest, text)
 
 
+@pytest.mark.parametrize(("index", "style", "digest", "text"), (
+    (0, "paper_png", "41808c344fd5b6c99dbed05638d2a46db6ae83a3293a2d93195cb5e91aedc6ce", "584705"),
+    (4, "noisy_scan", "c982a213387f5ee731c311eb022895905a5db1fd968498c44ac30dfc2e6eae9e", "7726112"),
+))
+def test_printed_numbers_are_the_measured_images(index, style, digest, text):
+    number = numbers.printed_number(index, style)
+    assert (sha256(number.data), number.text, number.kind) == (digest, text, "printed")
+
+
 @pytest.mark.parametrize(("index", "style", "digest"), (
     (0, "paper_png", "1936908a5e21cdbdedd90cd473e35aee2142575342a4ff835f189b25a6d523d9"),
     (1, "noisy_scan", "f5561a5fccf83779f020783c238c083ef79e89359c3ffb25bae3189014f9e8ab"),

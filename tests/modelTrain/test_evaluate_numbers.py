@@ -8,16 +8,17 @@ from tests.helpers import NUMBER_CARD_PATH, NUMBER_MODEL_PATH
 
 def test_evaluate_numbers_prints_the_table_and_writes_the_card(run, mnist_npz, tmp_path):
     card_path = tmp_path / "number.json"
-    result = run("evaluate_numbers.py", NUMBER_MODEL_PATH, "--data", mnist_npz, "--count", "20", "--card", card_path)
+    result = run("evaluate_numbers.py", NUMBER_MODEL_PATH, "--data", mnist_npz, "--count", "20", "--printed", "6",
+                 "--card", card_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "20 numbers from MNIST test digits" in result.stdout
     assert all(f"{kind:>12} " in result.stdout for kind in KINDS)
     card = json.loads(card_path.read_text())
-    assert card["data"]["numbers"] == 20 and card["data"]["split"] == "test"
+    assert card["data"]["numbers"] == 20 and card["data"]["split"] == "test" and card["data"]["printed_numbers"] == 6
     for reader in ("sequence", "tesseract"):
         figures = card[reader]
         assert set(figures["per_kind"]) == set(KINDS)
-        assert 0 <= figures["exact_match"] <= figures["per_digit"] <= 1
+        assert 0 <= figures["exact_match"] <= figures["per_digit"] <= 1 and 0 <= figures["printed"] <= 1
     assert card["sequence"]["per_kind"]["separate"] >= 0.75  # 4 separate numbers: 3 at least are read right
     assert card["sequence"]["cpu_ms_per_4_digit_number"]["median"] > 0
     assert card["tesseract"]["version"].startswith("tesseract")
@@ -41,7 +42,8 @@ def test_by_confidence_counts_what_a_caller_taking_only_confident_readings_gets(
 
 def test_heldout_numbers_come_from_the_digits_number_model_held_out(run, mnist_npz, tmp_path):
     card_path = tmp_path / "number.json"
-    result = run("evaluate_numbers.py", NUMBER_MODEL_PATH, "--data", mnist_npz, "--count", "10", "--split", "heldout",
+    result = run("evaluate_numbers.py", NUMBER_MODEL_PATH, "--data", mnist_npz, "--count", "10", "--printed", "3",
+                 "--split", "heldout",
                  "--seed", "3", "--no-tesseract", "--card", card_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "10 numbers from MNIST heldout digits" in result.stdout

@@ -31,6 +31,15 @@ def test_lines_hold_their_labels_digits_as_strips(mnist):
     assert (again == strips).all()
 
 
+def test_printed_digits_stand_in_28x28_fields_as_tall_as_mnist_digits():
+    images = data.printed_digits([0, 1, 7, 8], np.random.default_rng(0))
+    assert [(image.shape, image.dtype) for image in images] == [((28, 28), np.uint8)] * 4
+    for image in images:
+        rows, cols = np.flatnonzero(image.max(axis=1) > 25), np.flatnonzero(image.max(axis=0) > 25)
+        assert abs(len(rows) - data.PRINTED_HEIGHT) <= 1 and 0 < len(cols) <= 26
+    assert len({image.tobytes() for image in images}) == 4  # each its own digit
+
+
 def test_training_and_validation_digits_are_disjoint(mnist):
     _, y = mnist
     train, validation = data.split_digits(y, 0.1, seed=1)
