@@ -149,11 +149,11 @@ def numbers_table(cards):
     for kind in kinds:
         row(kind, [pct(r["per_kind"][kind], 1) if kind in r.get("per_kind", {}) else "" for _, r in readers],
             pct(targets[kind], 1) if kind in targets else "")
-    if "printed_numbers" in data:
-        row(f"printed ({count(data['printed_numbers'])}, in fonts training never sees)",
-            [pct(r["printed"], 1) if "printed" in r else "" for _, r in readers], "")
     for label, key, target in NUMBER_ROWS_AFTER_KINDS:
         row(label, [pct(r[key], 1) if key in r else "" for _, r in readers], pct(targets[target], 1) if target in targets else "")
+    if "printed_numbers" in data:
+        row(f"{count(data['printed_numbers'])} printed numbers, in fonts training never sees, whole number exact",
+            [pct(r["printed"], 1) if "printed" in r else "" for _, r in readers], "")
     row("CPU ms per 4-digit number, decode + read (median / p90)",
         [f"{r['cpu_ms_per_4_digit_number']['median']} / {r['cpu_ms_per_4_digit_number']['p90']}"
          if "cpu_ms_per_4_digit_number" in r else "" for _, r in readers],
