@@ -37,6 +37,12 @@ def read(client, data, content_type="image/png", query=""):
     return response.json
 
 
+def post_number(session, server, sample):
+    """A rendered number sent to gunicorn's /read as a raw body of its own image type."""
+    return session.post(server.url + "/read", data=sample.data, timeout=30,
+                        headers={"Content-Type": "image/jpeg" if "jpeg" in sample.style else "image/png"})
+
+
 def test_numbers_are_read_through_the_real_server(server, numbers):
     """Rendered numbers of every kind and style, sent as raw bodies to gunicorn: the share read
     exactly right per kind, and every answer well formed (one digit per character, each answered
@@ -45,8 +51,7 @@ def test_numbers_are_read_through_the_real_server(server, numbers):
     confidences = {True: [], False: []}
     with requests.Session() as session:
         for sample in numbers:
-            response = session.post(server.url + "/read", data=sample.data, timeout=30,
-                                    headers={"Content-Type": "image/jpeg" if "jpeg" in sample.style else "image/png"})
+            response = post_number(session, server, sample)
             if response.status_code == 422:  # pieces of which none looks like a digit: a wrong answer
                 assert response.json()["code"] == "no_digits", response.text
                 right[sample.kind].append(False)
@@ -77,8 +82,7 @@ def test_printed_numbers_are_read_through_the_real_server(server):
     right = []
     with requests.Session() as session:
         for sample in printed_set(PRINTED):
-            response = session.post(server.url + "/read", data=sample.data, timeout=30,
-                                    headers={"Content-Type": "image/jpeg" if "jpeg" in sample.style else "image/png"})
+            response = post_number(session, server, sample)
             right.append(response.status_code == 200 and response.json()["text"] == sample.text)
     print("printed numbers read exactly", sum(right), "of", len(right))
     assert sum(right) >= LEAST_PRINTED
