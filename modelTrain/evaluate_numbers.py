@@ -211,7 +211,7 @@ def main(argv=None):
     if str(args.card) != "-":
         card = {
             "name": "number-readers",
-            "readers": {"sequence": "the number model (CNN + CTC) on the whole line, greedy decoding"},
+            "readers": {"sequence": "the number model (CNN + CTC) on the whole line, greedy decoding; unsure readings read again from the strip shrunk"},
             "number_model": {"path": str(args.number_model), "version": number_predictor.version,
                              "sha256": number_predictor.sha256},
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -3,7 +3,7 @@
 The number model (modelTrain/number_model.py) reads a line of writing scaled to LINE_HEIGHT pixels
 and left-aligned in a LINE_WIDTH-wide strip; for each frame (FRAME_WIDTH columns of the strip) it
 gives the probabilities of a CTC blank and the ten digits. Decoding is greedy: the likeliest class
-per frame, repeats merged, blanks dropped.
+per frame, repeats merged, blanks dropped. A number read unsurely is read a second time, smaller.
 
 Pure functions on numpy arrays: training, evaluation and the service share them.
 """
@@ -22,6 +22,11 @@ MARGIN = 2  # px of the strip left empty above, below and before the writing
 FRAME_WIDTH = LINE_WIDTH // FRAMES  # strip columns per output frame: the network pools the width by 4
 BLANK = 0  # CTC's blank is class 0 (keras.ops.ctc_loss's mask_index); digit d is class d + 1
 THRESHOLD = 0.25  # ink level above which a pixel belongs to a stroke (the extent of the writing)
+# A number read with less confidence than SECOND_LOOK is read again from its strip shrunk to
+# SECOND_LOOK_SHARE. In training a line's tallest digit sets its height and most digits are smaller,
+# so the two looks err apart; the text the two sets of frames find likelier together wins.
+SECOND_LOOK = 0.9
+SECOND_LOOK_SHARE = 0.9
 
 Line = namedtuple("Line", "input factor left top")
 Line.__doc__ = """The model's (LINE_HEIGHT, LINE_WIDTH) float32 input and where it came from: strip
@@ -49,6 +54,23 @@ def line_input(pixels):
     row = (LINE_HEIGHT - size[1]) // 2
     strip[row:row + size[1], MARGIN:MARGIN + size[0]] = np.clip(scaled, 0, 1)
     return Line(strip, factor, int(left), int(top) - (row - MARGIN) / factor)
+
+
+def shrunk(line, share):
+    """The Line with its strip's writing shrunk to `share` of its size, still left-aligned and centred
+    in height. (Shrinking the strip, not scaling the ink anew, softens the strokes a little: on the
+    held-out numbers the second look then errs apart from the first more often.)"""
+    inked = np.flatnonzero(line.input.max(axis=0) > THRESHOLD)
+    writing = line.input[MARGIN:LINE_HEIGHT - MARGIN, MARGIN:inked[-1] + 1]
+    height = max(1, round(writing.shape[0] * share))
+    scale = height / writing.shape[0]
+    size = (max(1, round(writing.shape[1] * scale)), height)
+    smaller = np.asarray(Image.fromarray(np.ascontiguousarray(writing), "F").resize(size, Image.Resampling.BILINEAR))
+    strip = np.zeros_like(line.input)
+    row = (LINE_HEIGHT - height) // 2
+    strip[row:row + height, MARGIN:MARGIN + size[0]] = np.clip(smaller, 0, 1)
+    factor = line.factor * scale
+    return Line(strip, factor, line.left, line.top - (row - MARGIN) / factor)
 
 
 def greedy_decode(probabilities):
@@ -98,7 +120,7 @@ Digit.__doc__ = """A digit of a number, as /read answers it: `box` [x, y, w, h] 
 pixels; `input` the columns of the strip the model read it from."""
 Reading = namedtuple("Reading", "text confidence digits")
 Reading.__doc__ = """A number as /read answers it: `confidence` is the probability of the whole text
-(text_probability), calibrated with the model's temperature."""
+(text_probability) under the frames it was read from, calibrated with the model's temperature."""
 
 
 def read_number(image, frames_of, min_digit_score):
@@ -109,11 +131,15 @@ def read_number(image, frames_of, min_digit_score):
     line = line_input(ink.pixels)
     if line is None:
         raise ImageError(422, "blank_image", "No digit found: the image is blank or has no visible ink.")
-    probabilities = frames_of(line.input[None])[0]
-    reads = greedy_decode(probabilities)
-    if not reads:
+    look = _look(line, frames_of)
+    if not look.reads:
         raise ImageError(422, "no_digits", "No digit found: the image holds only specks, lines or marks "
                                          "that are not digits.")
+    if look.confidence < SECOND_LOOK:
+        other = _look(shrunk(line, SECOND_LOOK_SHARE), frames_of)
+        if other.reads and _digits(other.reads) != _digits(look.reads) and _joint(other, look) > _joint(look, other):
+            look = other
+    line, probabilities, reads = look.line, look.probabilities, look.reads
     # A digit owns the columns from halfway to its left neighbour's frames to halfway to its right one's.
     edges = [0] + [FRAME_WIDTH * (a.stop + b.start) // 2 for a, b in zip(reads, reads[1:])] + [LINE_WIDTH]
     digits = []
@@ -129,8 +155,28 @@ def read_number(image, frames_of, min_digit_score):
         is_digit = digit_score >= min_digit_score
         digits.append(Digit(read.digit, float(read.probabilities[read.digit]), read.probabilities, digit_score,
                             is_digit, None if is_digit else "not_a_digit", upload, line.input[:, x:x + w]))
-    text = "".join(str(d.digit) for d in digits)
-    return Reading(text, text_probability(probabilities, [d.digit for d in digits]), digits)
+    return Reading("".join(str(d.digit) for d in digits), look.confidence, digits)
+
+
+Look = namedtuple("Look", "line probabilities reads confidence")
+Look.__doc__ = """One reading of a Line: its frame probabilities, the digits greedy decoding reads in them
+and the probability of their text."""
+
+
+def _look(line, frames_of):
+    probabilities = frames_of(line.input[None])[0]
+    reads = greedy_decode(probabilities)
+    return Look(line, probabilities, reads, text_probability(probabilities, _digits(reads)))
+
+
+def _digits(reads):
+    return [read.digit for read in reads]
+
+
+def _joint(look, other):
+    """The log-probability of `look`'s text under both looks' frames (a product of experts)."""
+    tiny = np.finfo(np.float64).tiny
+    return np.log(max(look.confidence, tiny)) + np.log(max(text_probability(other.probabilities, _digits(look.reads)), tiny))
 
 
 def _ink_box(columns, left, frames):

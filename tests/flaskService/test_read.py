@@ -17,12 +17,12 @@ from tests.helpers import assert_error, image_bytes, seed_requests
 # Numbers read through the real server: each kind in every style, 2-5 digits. The figures the
 # reader reaches on the full evaluation set are in modelTrain/cards/number.json (evaluate_numbers.py).
 PER_KIND = 36
-# The shipped number model reads these 36 per kind as: separate 35, touching 34, overlapping 31,
-# uneven 35, slant 36, and 36 of 36 printed numbers. The floors are about two numbers below, for
+# The shipped number model reads these 36 per kind as: separate 35, touching 34, overlapping 33,
+# uneven 36, slant 36, and 36 of 36 printed numbers. The floors are about two numbers below, for
 # float differences between machines.
 PRINTED = 36
 LEAST_PRINTED = 34
-LEAST = {"separate": 33 / 36, "touching": 32 / 36, "overlapping": 29 / 36, "uneven": 33 / 36, "slant": 34 / 36}
+LEAST = {"separate": 33 / 36, "touching": 32 / 36, "overlapping": 31 / 36, "uneven": 34 / 36, "slant": 34 / 36}
 
 
 @pytest.fixture(scope="module")

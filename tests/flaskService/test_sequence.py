@@ -3,6 +3,7 @@ import itertools
 
 import numpy as np
 import pytest
+from PIL import Image, ImageDraw
 
 from flaskService.digits import sequence
 
@@ -88,3 +89,77 @@ def test_a_long_line_is_scaled_to_the_strip_width():
 
 def test_faint_haze_alone_is_no_line():
     assert sequence.line_input(np.full((40, 40), 0.1, np.float32)) is None
+
+
+def test_a_shrunk_strip_keeps_its_writing_left_aligned_centred_and_mapped():
+    ink = np.zeros((100, 300), np.float32)
+    ink[20:80, 50:200] = 1.0
+    line = sequence.line_input(ink)
+    small = sequence.shrunk(line, 0.5)
+    rows = np.flatnonzero(small.input.max(axis=1) > 0.5)
+    cols = np.flatnonzero(small.input.max(axis=0) > 0.5)
+    height = sequence.LINE_HEIGHT - 2 * sequence.MARGIN
+    assert len(rows) == pytest.approx(height / 2, abs=1) and rows[0] == pytest.approx(sequence.LINE_HEIGHT - 1 - rows[-1], abs=1)
+    assert cols[0] == sequence.MARGIN and len(cols) == pytest.approx(150 * line.factor / 2, abs=1)
+    # Its strip still maps back to the ink: the writing's corners are at ink (50, 20) and (200, 80).
+    assert small.left + (cols[0] - sequence.MARGIN) / small.factor == pytest.approx(50, abs=2)
+    assert small.left + (cols[-1] + 1 - sequence.MARGIN) / small.factor == pytest.approx(200, abs=3)
+    assert small.top + (rows[0] - sequence.MARGIN) / small.factor == pytest.approx(20, abs=2)
+    assert small.top + (rows[-1] + 1 - sequence.MARGIN) / small.factor == pytest.approx(80, abs=3)
+
+
+class Looks:
+    """frames_of for read_number that answers each look with the frames given, in turn, and counts the looks."""
+
+    def __init__(self, *answers):
+        self.answers, self.inputs = list(answers), []
+
+    def __call__(self, lines):
+        self.inputs.append(lines[0])
+        return self.answers[len(self.inputs) - 1][None]
+
+
+@pytest.fixture
+def two_strokes():
+    page = Image.new("L", (200, 80), 255)
+    draw = ImageDraw.Draw(page)
+    draw.line([(40, 10), (40, 70)], fill=0, width=6)
+    draw.line([(100, 10), (100, 70)], fill=0, width=6)
+    return page
+
+
+def sure_of(labels):
+    return frames(labels, floor=1e-6)
+
+
+def unsure_between_1_and_12():
+    probabilities = sure_of([0, 2, 2, 0, 3, 0])
+    probabilities[4] = 0.0
+    probabilities[4, [sequence.BLANK, 3]] = 0.45, 0.55
+    return probabilities
+
+
+def test_a_sure_reading_takes_one_look(two_strokes):
+    looks = Looks(sure_of([0, 2, 0, 3, 0]))
+    reading = sequence.read_number(two_strokes, looks, 0.5)
+    assert reading.text == "12" and reading.confidence > sequence.SECOND_LOOK
+    assert len(looks.inputs) == 1
+
+
+def test_an_unsure_reading_takes_a_second_look_at_a_smaller_strip(two_strokes):
+    looks = Looks(unsure_between_1_and_12(), sure_of([0, 2, 2, 0]))
+    reading = sequence.read_number(two_strokes, looks, 0.5)
+    # "12" is likelier at first (0.55), but "1" is far likelier under both looks together.
+    assert reading.text == "1" and reading.confidence > 0.99
+    first, second = (np.flatnonzero(strip.max(axis=1) > 0.5) for strip in looks.inputs)
+    assert len(second) == pytest.approx(sequence.SECOND_LOOK_SHARE * len(first), abs=1)
+
+
+def test_a_second_look_that_agrees_less_keeps_the_first_reading(two_strokes):
+    second = sure_of([0, 2, 2, 0, 3, 0])
+    second[1:3] = 0.0
+    second[1:3, [sequence.BLANK, 2]] = 0.6, 0.4  # it reads "2", which the first look rules out
+    looks = Looks(unsure_between_1_and_12(), second)
+    reading = sequence.read_number(two_strokes, looks, 0.5)
+    assert len(looks.inputs) == 2
+    assert reading.text == "12" and reading.confidence == pytest.approx(0.55, abs=0.01)
