@@ -48,11 +48,7 @@ def line_input(pixels):
     # Scale the writing to the strip's height, unless that makes it too wide: then to its width.
     factor = min((LINE_HEIGHT - 2 * MARGIN) / height, (LINE_WIDTH - 2 * MARGIN) / width)
     size = (max(1, round(width * factor)), max(1, round(height * factor)))
-    method = Image.Resampling.BOX if factor < 1 else Image.Resampling.BILINEAR
-    scaled = np.asarray(Image.fromarray(np.ascontiguousarray(writing, np.float32), "F").resize(size, method))
-    strip = np.zeros((LINE_HEIGHT, LINE_WIDTH), np.float32)
-    row = (LINE_HEIGHT - size[1]) // 2
-    strip[row:row + size[1], MARGIN:MARGIN + size[0]] = np.clip(scaled, 0, 1)
+    strip, row = _in_strip(writing, size, Image.Resampling.BOX if factor < 1 else Image.Resampling.BILINEAR)
     return Line(strip, factor, int(left), int(top) - (row - MARGIN) / factor)
 
 
@@ -64,13 +60,19 @@ def shrunk(line, share):
     writing = line.input[MARGIN:LINE_HEIGHT - MARGIN, MARGIN:inked[-1] + 1]
     height = max(1, round(writing.shape[0] * share))
     scale = height / writing.shape[0]
-    size = (max(1, round(writing.shape[1] * scale)), height)
-    smaller = np.asarray(Image.fromarray(np.ascontiguousarray(writing), "F").resize(size, Image.Resampling.BILINEAR))
-    strip = np.zeros_like(line.input)
-    row = (LINE_HEIGHT - height) // 2
-    strip[row:row + height, MARGIN:MARGIN + size[0]] = np.clip(smaller, 0, 1)
+    strip, row = _in_strip(writing, (max(1, round(writing.shape[1] * scale)), height), Image.Resampling.BILINEAR)
     factor = line.factor * scale
     return Line(strip, factor, line.left, line.top - (row - MARGIN) / factor)
+
+
+def _in_strip(writing, size, method):
+    """`writing` resized to `size` (width, height) on an empty strip, MARGIN columns in from the left
+    and centred in height -> (strip, the row its top is at)."""
+    scaled = np.asarray(Image.fromarray(np.ascontiguousarray(writing, np.float32), "F").resize(size, method))
+    strip = np.zeros((LINE_HEIGHT, LINE_WIDTH), np.float32)
+    row = (LINE_HEIGHT - size[1]) // 2
+    strip[row:row + size[1], MARGIN:MARGIN + size[0]] = np.clip(scaled, 0, 1)
+    return strip, row
 
 
 def greedy_decode(probabilities):
