@@ -75,7 +75,7 @@ def make_lines(x, y, pool, count, seed, workers):
 ## Build the model
 
 Full-resolution layers are kept thin: throughput decides what a fixed training budget buys. Height
-is pooled away to 2 rows, width by 4, so each of the 64 frames sees 4 columns of the strip and, through
+is brought down to 2 rows, width by 4, so each of the 64 frames sees 4 columns of the strip and, through
 the convolutions, ~120 px around them: a digit and its neighbours on each side. Nothing but the
 input fixes the width: training feeds strips cut short, the saved model takes the full strip.
 """
