@@ -59,7 +59,8 @@ _ERROR_MEANINGS = {
     413: "The body, an image, the batch or the pixels of all its images together are more than this server "
          "accepts (on /feedback also: one image larger than FEEDBACK_MAX_BYTES).",
     415: "The body's media type or image format is not supported.",
-    422: "The image decoded but holds no digit (blank, or only specks: no_digits) or is unusable (decompression bomb).",
+    422: "The image decoded but holds no digit (blank, or only specks: no_digits), holds several lines of writing "
+         "(/read: several_lines) or is unusable (decompression bomb).",
     500: "A bug on our side; it has been logged.",
     503: "This worker is not ready (the model is loading or failed its self-check), the request ran past "
          "REQUEST_TIMEOUT (deadline_exceeded), or, on /feedback, the feedback database cannot be reached or written.",
@@ -121,7 +122,9 @@ _READ = {
             "network with CTC), digits apart, touching or overlapping: `text` left to right, `confidence` "
             "the probability that the whole text is right, and per digit its "
             "box `[x, y, w, h]` in the uploaded image's pixels. A mark standing apart that the model says is "
-            "not a digit (a dash, a smudge) is left out; an image with nothing else is 422 `no_digits`. "
+            "not a digit (a dash, a smudge) is left out, as is a speck standing apart above or below the line; "
+            "an image with nothing else is 422 `no_digits`, and one with lines of writing one above the "
+            "other is 422 `several_lines`. "
             "A list in, a list out."),
         "parameters": [
             {"name": "debug", "in": "query", "schema": {"type": "string", "enum": ["1", "true"]},
@@ -274,7 +277,7 @@ SCHEMAS = {
                                              "payload_too_large", "too_many_images", "too_many_pixels",
                                              "request_too_many_pixels", "deadline_exceeded",
                                              "unsupported_media_type", "unsupported_image_format",
-                                             "blank_image", "no_digits",
+                                             "blank_image", "no_digits", "several_lines",
                                              "implausible_image", "decompression_bomb",
                                              "not_ready", "invalid_label", "feedback_full", "feedback_too_large",
                                              "feedback_unavailable", "feedback_disabled", "feedback_not_found",

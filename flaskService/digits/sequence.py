@@ -22,6 +22,11 @@ MARGIN = 2  # px of the strip left empty above, below and before the writing
 FRAME_WIDTH = LINE_WIDTH // FRAMES  # strip columns per output frame: the network pools the width by 4
 BLANK = 0  # CTC's blank is class 0 (keras.ops.ctc_loss's mask_index); digit d is class d + 1
 THRESHOLD = 0.25  # ink level above which a pixel belongs to a stroke (the extent of the writing)
+# Two lines of writing, one above the other, are apart by empty rows at least this share of the
+# tallest run of inked rows (about a line's height). A stroke broken across a digit mostly leaves
+# less: of the 34,345 MNIST digits, 3 alone in an image are taken for two lines (two 3s in pieces, a 1
+# whose top is a dot); of 4,500 composed numbers, none.
+LINE_GAP = 0.35
 # A number read with less confidence than SECOND_LOOK is read again from its strip shrunk to
 # SECOND_LOOK_SHARE. In training a line's tallest digit sets its height and most digits are smaller,
 # so the two looks err apart; the text the two sets of frames find likelier together wins.
@@ -50,6 +55,21 @@ def line_input(pixels):
     size = (max(1, round(width * factor)), max(1, round(height * factor)))
     strip, row = _in_strip(writing, size, Image.Resampling.BOX if factor < 1 else Image.Resampling.BILINEAR)
     return Line(strip, factor, int(left), int(top) - (row - MARGIN) / factor)
+
+
+def lines_of_writing(pixels):
+    """The rows [start, stop) of each line of writing, top to bottom, in ink (as for line_input):
+    groups of inked rows split by LINE_GAP, each at least half as tall as the tallest run. A dot, a
+    dash or a speck standing apart above or below the digits is no line: too short."""
+    inked = np.r_[0, (pixels.max(axis=1) > THRESHOLD).astype(np.int8), 0]
+    edges = np.flatnonzero(np.diff(inked))
+    starts, stops = edges[::2], edges[1::2]
+    if not len(starts):
+        return []
+    tallest = (stops - starts).max()
+    apart = np.flatnonzero(starts[1:] - stops[:-1] >= LINE_GAP * tallest)
+    groups = zip(starts[np.r_[0, apart + 1]], stops[np.r_[apart, len(starts) - 1]])
+    return [(int(start), int(stop)) for start, stop in groups if stop - start >= tallest / 2]
 
 
 def shrunk(line, share):
@@ -128,11 +148,18 @@ Reading.__doc__ = """A number as /read answers it: `confidence` is the probabili
 def read_number(image, frames_of, min_digit_score):
     """A decoded Pillow image -> Reading. `frames_of`: (N, LINE_HEIGHT, LINE_WIDTH) float32 -> (N,
     FRAMES, CLASSES) probabilities (the number model's Predictor.predict). Raises ImageError 422
-    (blank_image, no_digits) when there is no number to read."""
+    (blank_image, no_digits) when there is no number to read, several_lines when there is more than one."""
     ink = preprocess.find_ink(image)
-    line = line_input(ink.pixels)
-    if line is None:
+    lines = lines_of_writing(ink.pixels)
+    if not lines:
         raise ImageError(422, "blank_image", "No digit found: the image is blank or has no visible ink.")
+    if len(lines) > 1:
+        raise ImageError(422, "several_lines", f"The image holds {len(lines)} lines of writing, one above the "
+                                             "other; /read reads one: send each line as an image of its own.")
+    # Specks standing apart above or below the line are left out: they would shrink it in the strip.
+    start, stop = lines[0]
+    line = line_input(ink.pixels[start:stop])
+    line = line._replace(top=line.top + start)
     look = _look(line, frames_of)
     if not look.reads:
         raise ImageError(422, "no_digits", "No digit found: the image holds only specks, lines or marks "

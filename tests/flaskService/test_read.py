@@ -269,6 +269,54 @@ def test_nothing_digit_like_is_no_digits(client, shape):
     assert_error(client.post("/read", data=image_bytes(page), content_type="image/png"), 422, "no_digits")
 
 
+def _stacked(*samples, gap=0.6):
+    """Rendered numbers one above the other on one page, apart by `gap` of the taller's height."""
+    pages = [Image.open(io.BytesIO(sample.data)).convert("L") for sample in samples]
+    space = round(gap * max(page.height for page in pages))
+    sheet = Image.new("L", (max(page.width for page in pages), sum(page.height for page in pages) + space * (len(pages) - 1)), 255)
+    top = 0
+    for page in pages:
+        sheet.paste(page, (0, top))
+        top += page.height + space
+    return image_bytes(sheet)
+
+
+@pytest.mark.parametrize("count", [2, 3])
+def test_lines_one_above_the_other_are_several_lines_not_a_number(client, mnist, count):
+    """Two or three numbers written one under the other: 422 several_lines, never one made-up
+    number from them all; each line sent alone is read."""
+    samples = [number(mnist, index, "separate", "paper_png", (3, 5)) for index in range(count)]
+    for sample in samples:
+        assert read(client, sample.data)["text"] == sample.text
+    response = client.post("/read", data=_stacked(*samples), content_type="image/png")
+    assert_error(response, 422, "several_lines")
+    assert f"{count} lines" in response.json["error"]
+
+
+@pytest.mark.parametrize("where", ["dash above", "dot below"])
+def test_a_mark_apart_above_or_below_is_left_out(client, mnist, where):
+    """A speck or a dash well above or below the number is no line of its own, and it does not
+    shrink the number in the strip (it did: one dot made every number unreadable). The digits'
+    boxes stay on the number."""
+    for index in range(3):
+        sample = number(mnist, index, "separate", "paper_png", (3, 5))
+        page = Image.open(io.BytesIO(sample.data)).convert("L")
+        width, height = page.size
+        sheet = Image.new("L", (width, 2 * height), page.getpixel((0, 0)))
+        top = height if where == "dash above" else 0
+        sheet.paste(page, (0, top))
+        draw, size = ImageDraw.Draw(sheet), max(2, height // 20)
+        if where == "dash above":
+            draw.line([(width // 3, height // 3), (width // 2, height // 3)], fill=0, width=size)
+        else:
+            draw.ellipse([width // 2, 7 * height // 4, width // 2 + 2 * size, 7 * height // 4 + 2 * size], fill=0)
+        reading = read(client, image_bytes(sheet))
+        assert reading["text"] == sample.text
+        for digit, box in zip(reading["digits"], sample.boxes):
+            x, y, w, h = digit["box"]
+            assert top <= y and y + h <= top + height
+
+
 def test_get_is_not_allowed(client):
     assert_error(client.get("/read"), 405)
 

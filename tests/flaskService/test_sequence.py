@@ -91,6 +91,26 @@ def test_faint_haze_alone_is_no_line():
     assert sequence.line_input(np.full((40, 40), 0.1, np.float32)) is None
 
 
+def _rows(*bands, width=60):
+    """Ink with a bar over the rows [start, stop) of each band."""
+    pixels = np.zeros((max(stop for _, stop in bands) + 3, width), np.float32)
+    for start, stop in bands:
+        pixels[start:stop, 5:width - 5] = 1.0
+    return pixels
+
+
+def test_lines_of_writing_are_told_apart_by_the_empty_rows_between_them():
+    assert sequence.lines_of_writing(np.zeros((20, 20), np.float32)) == []
+    assert sequence.lines_of_writing(_rows((2, 22))) == [(2, 22)]
+    assert sequence.lines_of_writing(_rows((0, 20), (28, 48))) == [(0, 20), (28, 48)]  # 8 rows apart: 40% of a line
+    assert len(sequence.lines_of_writing(_rows((0, 20), (28, 48), (56, 70)))) == 3
+    # A gap a fifth of the line's height (a stroke broken across a digit) is inside the line.
+    assert sequence.lines_of_writing(_rows((0, 20), (24, 44))) == [(0, 44)]
+    # A dot or a dash standing apart above or below is no line.
+    assert sequence.lines_of_writing(_rows((0, 3), (20, 40))) == [(20, 40)]
+    assert sequence.lines_of_writing(_rows((0, 20), (40, 44))) == [(0, 20)]
+
+
 def test_a_shrunk_strip_keeps_its_writing_left_aligned_centred_and_mapped():
     ink = np.zeros((100, 300), np.float32)
     ink[20:80, 50:200] = 1.0
