@@ -31,6 +31,11 @@ MAX_ASPECT = 50  # longest side over shortest; a tall "1" on a wide strip of pap
 # Photos are decoded at most this large on their longest side: the digit ends up 20 px tall, so
 # more pixels only cost time and memory (a 16 MP RGBA image is 256 MB as float32).
 WORK_SIZE = 640
+# A sheet photographed on a darker ground fills at least SHEET_AREA of the image; its edge (shadow,
+# curl) is SHEET_EDGE of its size; writing covers SHEET_WRITING (least, most) of the rest.
+SHEET_AREA = 0.25
+SHEET_EDGE = 0.03
+SHEET_WRITING = (0.002, 0.15)
 MIN_CONTRAST = 0.12  # below this, the image holds nothing that differs from its background
 DENOISE_MIN_SIDE = 64  # below this, strokes are too thin to smooth (MNIST-sized input)
 MIXED_FRAME = 60  # a frame whose 10th and 90th percentiles lie this far apart (of 255) holds ink
@@ -179,6 +184,39 @@ def find_ink(image):
         longest = max(image.size)
         image.thumbnail((WORK_SIZE, WORK_SIZE), Image.Resampling.BOX)
         scale *= max(image.size) / longest  # the longest side is the one thumbnail fits exactly
+    ink = _ink_in(image, scale)
+    sheet = _sheet(ink, image.size)
+    if sheet is None:
+        return ink
+    # A sheet of paper photographed on a darker ground: the ground's colour framed the photo, so the
+    # whole sheet came out as ink and the writing as holes in it. Read the sheet alone.
+    left, top = ink.left + sheet[0], ink.top + sheet[1]
+    inner = _ink_in(image.crop((left, top, ink.left + sheet[2], ink.top + sheet[3])), scale)
+    return inner._replace(left=inner.left + left, top=inner.top + top)
+
+
+def _sheet(ink, size):
+    """The box (left, top, right, bottom in ink.pixels) inside a sheet of paper that fills most of
+    the image and came out as ink, or None. Ink that is one solid block nearly filling its box, with
+    writing (gaps) inside: strokes never fill their box so (a thick 1 has no gaps, a disc fills 79%)."""
+    if min(size) < DENOISE_MIN_SIDE:  # an MNIST-sized upload, no photo
+        return None
+    solid = ink.pixels > 0.5
+    rows, cols = np.flatnonzero(solid.any(axis=1)), np.flatnonzero(solid.any(axis=0))
+    if not len(rows):
+        return None
+    top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    if (bottom - top) * (right - left) < SHEET_AREA * size[0] * size[1]:
+        return None
+    margin = max(2, round(SHEET_EDGE * min(bottom - top, right - left)))
+    inside = solid[top + margin:bottom - margin, left + margin:right - margin]
+    if not inside.size or not SHEET_WRITING[0] <= 1 - inside.mean() <= SHEET_WRITING[1]:
+        return None
+    return left + margin, top + margin, right - margin, bottom - margin
+
+
+def _ink_in(image, scale):
+    """find_ink's work on an image of at most WORK_SIZE px a side."""
     if image.mode in ("LA", "RGBA"):
         alpha = image.getchannel("A")
         alpha_levels = alpha.histogram()  # one pass that answers three questions below

@@ -168,3 +168,44 @@ def test_debug_image_shows_the_digit_without_its_rules(client, mnist):
     assert np.abs(on_ruled - on_blank).mean() < 0.02
     # no line left: no row of the input is inked from edge to edge of the digit's 20 px box
     assert ((on_ruled > 0.2).sum(axis=1) < 16).all()
+
+
+def _on_a_table(page, ground=(60, 45, 35)):
+    """`page` photographed on a darker ground showing all round it."""
+    photo = Image.new("RGB", (round(page.width * 1.4), round(page.height * 1.4)), ground)
+    photo.paste(page.convert("RGB"), (round(page.width * 0.2), round(page.height * 0.2)))
+    return photo
+
+
+@pytest.mark.parametrize("ground", [(60, 45, 35), (20, 20, 20), (120, 110, 100)])
+def test_a_sheet_photographed_on_a_darker_ground_is_read_as_paper(client, mnist, ground):
+    """The ground framing the photo is not the paper: the sheet is read, not taken for a block of
+    ink with holes in it. The digit's box is where it lies on the sheet."""
+    for i in range(FIRST, FIRST + 5):
+        sheet = Image.new("L", (400, 300), 245)
+        digit = Image.fromarray(255 - mnist["x_test"][i]).resize((112, 112), Image.Resampling.BICUBIC)
+        sheet.paste(digit, (150, 90))
+        photo = _on_a_table(sheet, ground)
+        response = client.post("/predict", data=image_bytes(photo), content_type="image/png")
+        assert response.status_code == 200 and response.json["digit"] == int(mnist["y_test"][i]), response.json
+        ink = preprocess.find_ink(photo)
+        left, top = ink.left / ink.scale, ink.top / ink.scale
+        assert 80 + 150 <= left and 60 + 90 <= top  # inside the digit's 112 px square on the sheet
+        assert left + ink.pixels.shape[1] / ink.scale <= 80 + 150 + 112
+
+
+@pytest.mark.parametrize("shape", ["bar", "ring"])
+def test_a_great_solid_stroke_is_not_a_sheet(shape):
+    """A thick 1 or 0 filling the picture stays ink: a bar has no writing inside it, a ring's hole
+    is more than writing leaves on a sheet."""
+    page = Image.new("L", (300, 300), 255)
+    draw = ImageDraw.Draw(page)
+    if shape == "bar":
+        draw.rectangle([40, 10, 260, 290], fill=0)
+    else:
+        draw.ellipse([10, 10, 290, 290], fill=0)
+        draw.ellipse([110, 110, 190, 190], fill=255)
+    ink = preprocess.find_ink(page)
+    height, width = (281, 221) if shape == "bar" else (281, 281)
+    assert abs(ink.pixels.shape[0] - height) <= 3 and abs(ink.pixels.shape[1] - width) <= 3
+    assert ink.pixels.mean() > 0.5
