@@ -497,7 +497,7 @@ def _dashes_standing_alone(view, mask, joined, lo, threshold):
     """`mask` (the thin runs _lines_along found in `view`) without the lines that leave gaps of paper
     (more than 1 - SOLID of their length) but have fewer than FREE_DASHES dashes standing alone; or
     None if no line is left. `joined`: the closing and opening of `view` from row `lo` on."""
-    starts, stops = _line_rows(mask)
+    starts, stops = row_runs(mask)
     level = (threshold + 1) // 2  # the level _lines_along finds thin runs at
     for top, bottom in zip(starts, stops):
         span = (joined[top - lo:bottom - lo] >= level).any(axis=0)  # the line, its gaps bridged
@@ -549,7 +549,7 @@ def _family(mask):
     image (SIBLING, EDGE)."""
     if mask is None:
         return None
-    starts, stops = _line_rows(mask)
+    starts, stops = row_runs(mask)
     if len(starts) < 2:
         return mask
     reached = np.logical_or.reduceat(mask, starts, axis=0)  # the columns each line covers
@@ -578,7 +578,7 @@ def _anchored(found):
             width = mask.shape[1]
             reach = max(_line_width(mask), _line_width(across)) + int(ANCHOR_GAP * min(mask.shape))
             across = across.T  # in `mask`'s orientation
-            for top, bottom in zip(*_line_rows(mask)):
+            for top, bottom in zip(*row_runs(mask)):
                 columns = np.flatnonzero(mask[top:bottom].any(axis=0))
                 ends = columns[[0, -1]]
                 if ends[1] + 1 - ends[0] >= WHOLE * width:
@@ -609,11 +609,12 @@ def _line_width(mask):
 
 def _line_count(mask):
     """How many separate lines (groups of adjacent rows holding line pixels) a mask holds."""
-    return 0 if mask is None else len(_line_rows(mask)[0])
+    return 0 if mask is None else len(row_runs(mask)[0])
 
 
-def _line_rows(mask):
-    """[start], [stop) of the rows of each line of a mask (each group of adjacent rows holding line pixels)."""
+def row_runs(mask):
+    """[start], [stop) of each run of adjacent rows of a boolean mask that hold a True pixel (here, the
+    rows of each printed line; in sequence, the rows of each line of writing)."""
     edges = np.diff(np.concatenate(([0], mask.any(axis=1).astype(np.int8), [0])))
     return np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
 

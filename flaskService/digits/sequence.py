@@ -61,9 +61,7 @@ def lines_of_writing(pixels):
     """The rows [start, stop) of each line of writing, top to bottom, in ink (as for line_input):
     groups of inked rows split by LINE_GAP, each at least half as tall as the tallest run. A dot, a
     dash or a speck standing apart above or below the digits is no line: too short."""
-    inked = np.r_[0, (pixels.max(axis=1) > THRESHOLD).astype(np.int8), 0]
-    edges = np.flatnonzero(np.diff(inked))
-    starts, stops = edges[::2], edges[1::2]
+    starts, stops = preprocess.row_runs(pixels > THRESHOLD)
     if not len(starts):
         return []
     tallest = (stops - starts).max()
